@@ -1,0 +1,3 @@
+/// Configuration of a broker.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerConfig {}
