@@ -1,3 +1,60 @@
-/// Configuration of a broker.
-#[derive(Debug, Clone, Default)]
-pub struct BrokerConfig {}
+//! Broker configuration.
+
+use std::time::Duration;
+
+/// A user that may log in, and the vhosts it may open.
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub name: String,
+    pub password: String,
+}
+
+/// Limits the broker enforces on every connection.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Highest channel number a client may open (negotiated down in tune-ok).
+    pub channel_max: u16,
+    /// Largest frame, in bytes, including the 8 bytes of frame overhead.
+    pub frame_max: u32,
+    /// Heartbeat interval proposed to clients; 0 disables heartbeats.
+    pub heartbeat: Duration,
+    /// Largest message body accepted (RabbitMQ's default is 128 MiB).
+    pub max_message_size: u64,
+    /// Most connections served at once; further ones are refused.
+    pub max_connections: usize,
+    /// Bytes queued for one connection's socket above which the broker stops
+    /// delivering to it until the client reads (backpressure).
+    pub outbox_high_water: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            channel_max: 2047,
+            frame_max: 131_072,
+            heartbeat: Duration::from_secs(60),
+            max_message_size: 128 * 1024 * 1024,
+            max_connections: 65_536,
+            outbox_high_water: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// Configuration of a [`crate::Broker`].
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub users: Vec<UserConfig>,
+    /// Virtual hosts that exist at start; `/` by default.
+    pub vhosts: Vec<String>,
+    pub limits: LimitsConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            users: vec![UserConfig { name: "guest".into(), password: "guest".into() }],
+            vhosts: vec!["/".into()],
+            limits: LimitsConfig::default(),
+        }
+    }
+}

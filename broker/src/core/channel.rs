@@ -1,0 +1,622 @@
+//! One AMQP channel: the methods a client calls on it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use warren_protocol::{
+    BasicConsumeOk, BasicPublish, ContentHeader, ExchangeBind, ExchangeDeclare, Method,
+    QueueDeclare, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, ShortStr,
+};
+
+use super::exchange::{Destination, ExchangeKind, ExchangeOptions, RouteScratch};
+use super::link::{ChannelLink, Consumer, Unacked};
+use super::message::Message;
+use super::names;
+use super::outbox::Outbound;
+use super::queue::{Entry, Queue, QueueOptions};
+use super::session::SessionCtx;
+use crate::error::{q, AmqpError};
+
+/// A publish whose content is still arriving.
+struct PendingPublish {
+    method: BasicPublish,
+    header: Option<ContentHeader>,
+    body: BytesMut,
+    /// The body when it came in one frame: kept as a slice, not copied.
+    single: Option<Bytes>,
+    received: u64,
+}
+
+/// What a transaction holds until commit.
+#[derive(Default)]
+struct TxBuffer {
+    publishes: Vec<(BasicPublish, Arc<Message>)>,
+    acks: Vec<AckOp>,
+}
+
+#[derive(Clone, Copy)]
+enum AckOp {
+    Ack { tag: u64, multiple: bool },
+    Reject { tag: u64, multiple: bool, requeue: bool },
+}
+
+pub enum ChannelMode {
+    Plain,
+    Confirm { next_seq: u64 },
+    Tx,
+}
+
+pub struct Channel {
+    pub link: Arc<ChannelLink>,
+    pending: Option<PendingPublish>,
+    mode: ChannelMode,
+    tx: TxBuffer,
+    /// basic.qos global=false: prefetch given to consumers created from now on.
+    consumer_prefetch: u32,
+    /// The queue most recently declared here, for methods that name no queue.
+    last_queue: Option<ShortStr>,
+    scratch: RouteScratch,
+}
+
+impl Channel {
+    pub fn new(link: Arc<ChannelLink>) -> Channel {
+        Channel {
+            link,
+            pending: None,
+            mode: ChannelMode::Plain,
+            tx: TxBuffer::default(),
+            consumer_prefetch: 0,
+            last_queue: None,
+            scratch: RouteScratch::default(),
+        }
+    }
+
+    fn id(&self) -> u16 {
+        self.link.id
+    }
+
+    fn reply(&self, method: Method) {
+        self.link.conn.outbox.push(Outbound::Method { channel: self.id(), method });
+    }
+
+    pub fn expects_content(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Resolves an empty queue name to the last queue declared on the channel.
+    fn queue_name(&self, name: &ShortStr) -> Result<ShortStr, AmqpError> {
+        if !name.is_empty() {
+            return Ok(name.clone());
+        }
+        self.last_queue.clone().ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+    }
+
+    fn queue(&self, ctx: &SessionCtx, name: &ShortStr) -> Result<Arc<Queue>, AmqpError> {
+        let name = self.queue_name(name)?;
+        let queue = ctx.vhost.queue(&name)?;
+        queue.check_access(ctx.link.id)?;
+        Ok(queue)
+    }
+
+    /// Handles one method (not channel.open/close, which the session handles).
+    pub fn handle(&mut self, ctx: &mut SessionCtx, method: Method) -> Result<(), AmqpError> {
+        if self.pending.is_some() {
+            return Err(AmqpError::unexpected_frame(format!(
+                "expected content header for class 60, got non content header frame instead ({})",
+                method.name()
+            )));
+        }
+        match method {
+            Method::ChannelFlow(f) => {
+                if !f.active {
+                    return Err(AmqpError::not_implemented("active=false"));
+                }
+                self.reply(Method::ChannelFlowOk(warren_protocol::ChannelFlowOk { active: true }));
+                Ok(())
+            }
+            Method::ChannelFlowOk(_) => Ok(()),
+            Method::ExchangeDeclare(m) => self.exchange_declare(ctx, m),
+            Method::ExchangeDelete(m) => {
+                ctx.vhost.delete_exchange(&m.exchange, m.if_unused)?;
+                self.reply_unless(m.no_wait, Method::ExchangeDeleteOk);
+                Ok(())
+            }
+            Method::ExchangeBind(m) => {
+                let no_wait = m.no_wait;
+                self.exchange_bind(ctx, m, true)?;
+                self.reply_unless(no_wait, Method::ExchangeBindOk);
+                Ok(())
+            }
+            Method::ExchangeUnbind(m) => {
+                let no_wait = m.no_wait;
+                let m = ExchangeBind {
+                    destination: m.destination,
+                    source: m.source,
+                    routing_key: m.routing_key,
+                    no_wait: m.no_wait,
+                    arguments: m.arguments,
+                };
+                self.exchange_bind(ctx, m, false)?;
+                self.reply_unless(no_wait, Method::ExchangeUnbindOk);
+                Ok(())
+            }
+            Method::QueueDeclare(m) => self.queue_declare(ctx, m),
+            Method::QueueBind(m) => {
+                let queue = self.queue(ctx, &m.queue)?;
+                let x = self.bindable_exchange(ctx, &m.exchange)?;
+                x.bind(Destination::Queue(queue), m.routing_key, m.arguments);
+                self.reply_unless(m.no_wait, Method::QueueBindOk);
+                Ok(())
+            }
+            Method::QueueUnbind(m) => {
+                let queue = self.queue(ctx, &m.queue)?;
+                let x = self.bindable_exchange(ctx, &m.exchange)?;
+                if x.unbind(&Destination::Queue(queue), &m.routing_key, &m.arguments) {
+                    ctx.vhost.maybe_auto_delete(&x);
+                }
+                self.reply(Method::QueueUnbindOk);
+                Ok(())
+            }
+            Method::QueuePurge(m) => {
+                let queue = self.queue(ctx, &m.queue)?;
+                let message_count = queue.purge();
+                self.reply_unless(m.no_wait, Method::QueuePurgeOk(QueuePurgeOk { message_count }));
+                Ok(())
+            }
+            Method::QueueDelete(m) => {
+                let name = self.queue_name(&m.queue)?;
+                let message_count = match ctx.vhost.find_queue(&name) {
+                    None => 0,
+                    Some(queue) => {
+                        queue.check_access(ctx.link.id)?;
+                        queue.check_delete(m.if_unused, m.if_empty)?;
+                        ctx.vhost.delete_queue(&queue)
+                    }
+                };
+                self.reply_unless(m.no_wait, Method::QueueDeleteOk(QueueDeleteOk { message_count }));
+                Ok(())
+            }
+            Method::BasicQos(m) => {
+                if m.prefetch_size != 0 {
+                    return Err(AmqpError::not_implemented(format!("prefetch_size!=0 ({})", m.prefetch_size)));
+                }
+                let count = u32::from(m.prefetch_count);
+                if m.global {
+                    self.link.global_prefetch.store(count, Ordering::Relaxed);
+                    // A larger limit may let waiting messages flow.
+                    for c in self.link.consumers() {
+                        c.queue.dispatch();
+                    }
+                } else {
+                    self.consumer_prefetch = count;
+                }
+                self.reply(Method::BasicQosOk);
+                Ok(())
+            }
+            Method::BasicConsume(m) => self.basic_consume(ctx, m),
+            Method::BasicCancel(m) => {
+                if let Some(c) = self.link.remove_consumer(&m.consumer_tag) {
+                    if c.queue.remove_consumer(&c) {
+                        ctx.vhost.delete_queue(&c.queue);
+                    }
+                }
+                if !m.no_wait {
+                    self.reply(Method::BasicCancelOk(warren_protocol::BasicCancelOk { consumer_tag: m.consumer_tag }));
+                }
+                Ok(())
+            }
+            Method::BasicGet(m) => {
+                let queue = self.queue(ctx, &m.queue)?;
+                if !queue.get(&self.link, m.no_ack) {
+                    self.reply(Method::BasicGetEmpty);
+                }
+                Ok(())
+            }
+            Method::BasicPublish(m) => {
+                if m.immediate {
+                    return Err(AmqpError::not_implemented("immediate=true"));
+                }
+                self.pending = Some(PendingPublish {
+                    method: m,
+                    header: None,
+                    body: BytesMut::new(),
+                    single: None,
+                    received: 0,
+                });
+                Ok(())
+            }
+            Method::BasicAck(m) => self.ack_op(AckOp::Ack { tag: m.delivery_tag, multiple: m.multiple }),
+            Method::BasicReject(m) => {
+                self.ack_op(AckOp::Reject { tag: m.delivery_tag, multiple: false, requeue: m.requeue })
+            }
+            Method::BasicNack(m) => {
+                self.ack_op(AckOp::Reject { tag: m.delivery_tag, multiple: m.multiple, requeue: m.requeue })
+            }
+            Method::BasicRecover(m) => {
+                self.recover(m.requeue)?;
+                self.reply(Method::BasicRecoverOk);
+                Ok(())
+            }
+            Method::BasicRecoverAsync(m) => self.recover(m.requeue),
+            Method::ConfirmSelect(m) => {
+                match self.mode {
+                    ChannelMode::Tx => {
+                        return Err(AmqpError::precondition("cannot switch from tx to confirm mode"));
+                    }
+                    ChannelMode::Plain => self.mode = ChannelMode::Confirm { next_seq: 1 },
+                    ChannelMode::Confirm { .. } => {}
+                }
+                self.reply_unless(m.no_wait, Method::ConfirmSelectOk);
+                Ok(())
+            }
+            Method::TxSelect => {
+                if let ChannelMode::Confirm { .. } = self.mode {
+                    return Err(AmqpError::precondition("cannot switch from confirm to tx mode"));
+                }
+                self.mode = ChannelMode::Tx;
+                self.reply(Method::TxSelectOk);
+                Ok(())
+            }
+            Method::TxCommit => {
+                self.require_tx()?;
+                let tx = std::mem::take(&mut self.tx);
+                for (publish, msg) in tx.publishes {
+                    self.route_and_enqueue(ctx, &publish, msg)?;
+                }
+                for op in tx.acks {
+                    self.apply_ack(op)?;
+                }
+                self.reply(Method::TxCommitOk);
+                Ok(())
+            }
+            Method::TxRollback => {
+                self.require_tx()?;
+                self.tx = TxBuffer::default();
+                self.reply(Method::TxRollbackOk);
+                Ok(())
+            }
+            other => Err(AmqpError::command_invalid(format!("unexpected method {} on a channel", other.name()))),
+        }
+    }
+
+    fn reply_unless(&self, no_wait: bool, method: Method) {
+        if !no_wait {
+            self.reply(method);
+        }
+    }
+
+    fn require_tx(&self) -> Result<(), AmqpError> {
+        match self.mode {
+            ChannelMode::Tx => Ok(()),
+            _ => Err(AmqpError::precondition("channel is not transactional")),
+        }
+    }
+
+    fn exchange_declare(&mut self, ctx: &mut SessionCtx, m: ExchangeDeclare) -> Result<(), AmqpError> {
+        if m.passive {
+            ctx.vhost.exchange(&m.exchange)?;
+        } else {
+            let kind = ExchangeKind::parse(&m.kind)?;
+            let opts = ExchangeOptions {
+                kind,
+                durable: m.durable,
+                auto_delete: m.auto_delete,
+                internal: m.internal,
+                arguments: m.arguments,
+            };
+            ctx.vhost.declare_exchange(m.exchange, opts)?;
+        }
+        self.reply_unless(m.no_wait, Method::ExchangeDeclareOk);
+        Ok(())
+    }
+
+    /// An exchange that bindings may use: not the default one.
+    fn bindable_exchange(
+        &self,
+        ctx: &SessionCtx,
+        name: &ShortStr,
+    ) -> Result<Arc<super::exchange::Exchange>, AmqpError> {
+        let x = ctx.vhost.exchange(name)?;
+        if x.kind() == ExchangeKind::Default {
+            return Err(AmqpError::access_refused(format!(
+                "operation not permitted on the default exchange ({})",
+                q(name)
+            )));
+        }
+        Ok(x)
+    }
+
+    fn exchange_bind(&mut self, ctx: &mut SessionCtx, m: ExchangeBind, bind: bool) -> Result<(), AmqpError> {
+        let source = self.bindable_exchange(ctx, &m.source)?;
+        let destination = self.bindable_exchange(ctx, &m.destination)?;
+        let dest = Destination::Exchange(destination);
+        if bind {
+            source.bind(dest, m.routing_key, m.arguments);
+        } else if source.unbind(&dest, &m.routing_key, &m.arguments) {
+            ctx.vhost.maybe_auto_delete(&source);
+        }
+        Ok(())
+    }
+
+    fn queue_declare(&mut self, ctx: &mut SessionCtx, m: QueueDeclare) -> Result<(), AmqpError> {
+        let queue = if m.passive {
+            let queue = self.queue(ctx, &m.queue)?;
+            queue
+        } else {
+            let name = if m.queue.is_empty() {
+                names::generate("amq.gen-")
+            } else if m.queue.as_bytes().starts_with(b"amq.") {
+                return Err(AmqpError::access_refused(format!(
+                    "queue name {} contains reserved prefix 'amq.*'",
+                    q(&m.queue)
+                )));
+            } else {
+                m.queue.clone()
+            };
+            let opts = QueueOptions {
+                durable: m.durable,
+                exclusive_owner: m.exclusive.then_some(ctx.link.id),
+                auto_delete: m.auto_delete,
+                arguments: m.arguments,
+            };
+            let (queue, created) = ctx.vhost.declare_queue(name, opts, ctx.link.id)?;
+            if created && queue.is_exclusive() {
+                ctx.exclusive_queues.push(queue.clone());
+            }
+            queue
+        };
+        self.last_queue = Some(queue.name.clone());
+        if !m.no_wait {
+            self.reply(Method::QueueDeclareOk(QueueDeclareOk {
+                queue: queue.name.clone(),
+                message_count: queue.message_count(),
+                consumer_count: queue.consumer_count(),
+            }));
+        }
+        Ok(())
+    }
+
+    fn basic_consume(&mut self, ctx: &mut SessionCtx, m: warren_protocol::BasicConsume) -> Result<(), AmqpError> {
+        let queue = self.queue(ctx, &m.queue)?;
+        let tag = if m.consumer_tag.is_empty() { names::generate("amq.ctag-") } else { m.consumer_tag.clone() };
+        if self.link.find_consumer(&tag).is_some() {
+            return Err(AmqpError::not_allowed(format!("attempt to reuse consumer tag {}", q(&tag))));
+        }
+        let priority = match m.arguments.get("x-priority") {
+            None => 0,
+            Some(v) => match v.as_i64().and_then(|p| i32::try_from(p).ok()) {
+                Some(p) => p,
+                None => {
+                    return Err(AmqpError::precondition(format!(
+                        "invalid arg 'x-priority' for {}: expected an integer",
+                        queue.describe()
+                    )))
+                }
+            },
+        };
+        let consumer = Arc::new(Consumer::new(
+            tag.clone(),
+            self.link.clone(),
+            queue.clone(),
+            m.no_ack,
+            m.exclusive,
+            self.consumer_prefetch,
+            priority,
+        ));
+        // consume-ok must reach the client before the first delivery, so it
+        // is queued by the queue once it has accepted the consumer.
+        let link = self.link.clone();
+        let no_wait = m.no_wait;
+        queue.add_consumer(consumer.clone(), || {
+            link.add_consumer(consumer.clone());
+            if !no_wait {
+                link.conn.outbox.push(Outbound::Method {
+                    channel: link.id,
+                    method: Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: tag }),
+                });
+            }
+        })
+    }
+
+    fn ack_op(&mut self, op: AckOp) -> Result<(), AmqpError> {
+        if let ChannelMode::Tx = self.mode {
+            self.tx.acks.push(op);
+            return Ok(());
+        }
+        self.apply_ack(op)
+    }
+
+    fn apply_ack(&mut self, op: AckOp) -> Result<(), AmqpError> {
+        let (tag, multiple, requeue) = match op {
+            AckOp::Ack { tag, multiple } => (tag, multiple, None),
+            AckOp::Reject { tag, multiple, requeue } => (tag, multiple, Some(requeue)),
+        };
+        let Some(taken) = self.link.take_unacked(tag, multiple) else {
+            return Err(AmqpError::precondition(format!("unknown delivery tag {tag}")));
+        };
+        match requeue {
+            Some(true) => requeue_all(taken),
+            _ => {
+                // Acked or dropped: credit is back, so queues may deliver more.
+                for (queue, _) in group_by_queue(taken) {
+                    queue.dispatch();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn recover(&mut self, requeue: bool) -> Result<(), AmqpError> {
+        if !requeue {
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        requeue_all(self.link.take_all_unacked());
+        Ok(())
+    }
+
+    /// A content header frame arrived.
+    pub fn on_header(&mut self, ctx: &mut SessionCtx, header: ContentHeader) -> Result<(), AmqpError> {
+        let Some(p) = self.pending.as_mut() else {
+            return Err(AmqpError::unexpected_frame("unexpected content header frame"));
+        };
+        if p.header.is_some() {
+            return Err(AmqpError::unexpected_frame("expected content body, got content header"));
+        }
+        if header.class_id != 60 {
+            return Err(AmqpError::unexpected_frame(format!(
+                "content header for class {} does not match method class 60",
+                header.class_id
+            )));
+        }
+        if header.body_size > ctx.max_message_size {
+            self.pending = None;
+            return Err(AmqpError::precondition(format!(
+                "message size {} is larger than configured max size {}",
+                header.body_size, ctx.max_message_size
+            )));
+        }
+        let done = header.body_size == 0;
+        p.header = Some(header);
+        if done {
+            self.finish_publish(ctx)?;
+        }
+        Ok(())
+    }
+
+    /// A content body frame arrived.
+    pub fn on_body(&mut self, ctx: &mut SessionCtx, payload: Bytes) -> Result<(), AmqpError> {
+        let Some(p) = self.pending.as_mut() else {
+            return Err(AmqpError::unexpected_frame("unexpected content body frame"));
+        };
+        let Some(header) = &p.header else {
+            return Err(AmqpError::unexpected_frame("expected content header, got content body"));
+        };
+        let total = header.body_size;
+        p.received += payload.len() as u64;
+        if p.received > total {
+            return Err(AmqpError::frame_error(format!(
+                "content body exceeds the size announced in the header ({} > {total})",
+                p.received
+            )));
+        }
+        if p.single.is_none() && p.body.is_empty() && p.received == total {
+            p.single = Some(payload);
+        } else {
+            if let Some(first) = p.single.take() {
+                p.body.extend_from_slice(&first);
+            }
+            if p.body.is_empty() {
+                p.body.reserve(usize::try_from(total).unwrap_or(0));
+            }
+            p.body.extend_from_slice(&payload);
+        }
+        if p.received == total {
+            self.finish_publish(ctx)?;
+        }
+        Ok(())
+    }
+
+    fn finish_publish(&mut self, ctx: &mut SessionCtx) -> Result<(), AmqpError> {
+        let Some(p) = self.pending.take() else { return Ok(()) };
+        let Some(header) = p.header else { return Ok(()) };
+        let body = p.single.unwrap_or_else(|| p.body.freeze());
+        let msg = Arc::new(Message {
+            exchange: p.method.exchange.clone(),
+            routing_key: p.method.routing_key.clone(),
+            properties: header.properties,
+            raw_properties: header.raw_properties,
+            body,
+        });
+        if let ChannelMode::Tx = self.mode {
+            // Check the exchange now so the error comes with the publish.
+            self.publish_exchange(ctx, &p.method.exchange)?;
+            self.tx.publishes.push((p.method, msg));
+            return Ok(());
+        }
+        self.route_and_enqueue(ctx, &p.method, msg)
+    }
+
+    fn publish_exchange(
+        &self,
+        ctx: &SessionCtx,
+        name: &ShortStr,
+    ) -> Result<Arc<super::exchange::Exchange>, AmqpError> {
+        let x = ctx.vhost.exchange(name)?;
+        if x.options.internal {
+            return Err(AmqpError::access_refused(format!(
+                "cannot publish to internal exchange {} in vhost '{}'",
+                q(name),
+                ctx.vhost.name
+            )));
+        }
+        Ok(x)
+    }
+
+    /// Routes a complete message and puts it in its queues; confirms and
+    /// returns follow.
+    fn route_and_enqueue(
+        &mut self,
+        ctx: &mut SessionCtx,
+        publish: &BasicPublish,
+        msg: Arc<Message>,
+    ) -> Result<(), AmqpError> {
+        let confirm_seq = match &mut self.mode {
+            ChannelMode::Confirm { next_seq } => {
+                let s = *next_seq;
+                *next_seq += 1;
+                Some(s)
+            }
+            _ => None,
+        };
+        let exchange = self.publish_exchange(ctx, &publish.exchange)?;
+        ctx.vhost.route(&exchange, &publish.routing_key, msg.properties.headers.as_ref(), &mut self.scratch);
+        let mut routed = false;
+        for queue in self.scratch.queues.drain(..) {
+            routed |= queue.push(msg.clone());
+        }
+        if !routed && publish.mandatory {
+            self.link.conn.outbox.push(Outbound::Return {
+                channel: self.id(),
+                reply_code: 312,
+                reply_text: ShortStr::from_static("NO_ROUTE"),
+                msg,
+            });
+        }
+        if let Some(seq) = confirm_seq {
+            self.link.conn.outbox.push(Outbound::Confirm { channel: self.id(), delivery_tag: seq, ack: true });
+        }
+        Ok(())
+    }
+
+    /// Releases everything the channel holds: consumers leave their queues
+    /// and unacked messages go back, in order, marked redelivered.
+    pub fn release(&mut self, ctx: &mut SessionCtx) {
+        for c in self.link.close() {
+            if c.queue.remove_consumer(&c) {
+                ctx.vhost.delete_queue(&c.queue);
+            }
+        }
+        requeue_all(self.link.take_all_unacked());
+        self.pending = None;
+    }
+}
+
+/// Puts unacked messages back in their queues (grouped, order kept).
+fn requeue_all(unacked: Vec<Unacked>) {
+    for (queue, entries) in group_by_queue(unacked) {
+        queue.requeue(entries);
+    }
+}
+
+fn group_by_queue(unacked: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Entry>)> {
+    let mut groups: Vec<(Arc<Queue>, Vec<Entry>)> = Vec::new();
+    for u in unacked {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, v)) => v.push(u.entry),
+            None => groups.push((u.queue, vec![u.entry])),
+        }
+    }
+    groups
+}
+

@@ -1,0 +1,232 @@
+//! The parts of a connection and its channels that queues reach into.
+//!
+//! A queue delivering a message needs the consumer's channel: to take the
+//! next delivery tag, to remember the message as unacked, and to put the
+//! delivery in the connection's outbox. Those pieces live here, shared
+//! (`Arc`) between the connection that owns the channel and the queues.
+//!
+//! Lock order: a queue's lock may be held while taking a channel's lock,
+//! which may be held while pushing to an outbox. Never the other way round,
+//! and never two queue locks at once.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use warren_protocol::ShortStr;
+
+use super::outbox::{Outbound, Outbox};
+use super::queue::{Entry, Queue};
+
+/// Identifies a connection inside one broker (for exclusive queues).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionId(pub u64);
+
+/// What a connection shares with the core.
+pub struct ConnectionLink {
+    pub id: ConnectionId,
+    pub outbox: Outbox,
+    /// The client told us (capabilities) it understands a server-sent basic.cancel.
+    pub consumer_cancel_notify: AtomicBool,
+}
+
+/// A message delivered on a channel and not yet acknowledged.
+pub struct Unacked {
+    pub tag: u64,
+    pub queue: Arc<Queue>,
+    pub entry: Entry,
+    /// `None` for a message fetched with basic.get.
+    pub consumer: Option<Arc<Consumer>>,
+}
+
+#[derive(Default)]
+struct Deliveries {
+    next_tag: u64,
+    /// Ordered by tag, since tags are handed out in increasing order.
+    unacked: VecDeque<Unacked>,
+    consumers: Vec<Arc<Consumer>>,
+}
+
+/// A channel as queues see it.
+pub struct ChannelLink {
+    pub id: u16,
+    pub conn: Arc<ConnectionLink>,
+    state: Mutex<Deliveries>,
+    /// basic.qos global=true: limit on unacked messages across the channel.
+    pub global_prefetch: AtomicU32,
+    global_unacked: AtomicU32,
+    closed: AtomicBool,
+}
+
+impl ChannelLink {
+    pub fn new(id: u16, conn: Arc<ConnectionLink>) -> ChannelLink {
+        ChannelLink {
+            id,
+            conn,
+            state: Mutex::new(Deliveries { next_tag: 1, ..Default::default() }),
+            global_prefetch: AtomicU32::new(0),
+            global_unacked: AtomicU32::new(0),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Whether the channel-wide prefetch leaves room for one more delivery.
+    fn global_credit(&self) -> bool {
+        let limit = self.global_prefetch.load(Ordering::Relaxed);
+        limit == 0 || self.global_unacked.load(Ordering::Relaxed) < limit
+    }
+
+    /// Sends a message to a consumer: tags it, records it as unacked unless
+    /// the consumer is no-ack, and queues the deliver frame. Called with the
+    /// queue's lock held.
+    pub fn deliver(&self, queue: &Arc<Queue>, consumer: &Arc<Consumer>, entry: Entry) {
+        let mut st = self.state.lock();
+        let tag = st.next_tag;
+        st.next_tag += 1;
+        let out = Outbound::Deliver {
+            channel: self.id,
+            consumer_tag: consumer.tag.clone(),
+            delivery_tag: tag,
+            redelivered: entry.redelivered,
+            msg: entry.msg.clone(),
+        };
+        if !consumer.no_ack {
+            consumer.unacked.fetch_add(1, Ordering::Relaxed);
+            self.global_unacked.fetch_add(1, Ordering::Relaxed);
+            st.unacked.push_back(Unacked { tag, queue: queue.clone(), entry, consumer: Some(consumer.clone()) });
+        }
+        self.conn.outbox.push(out);
+    }
+
+    /// Answers a basic.get with a message. Called with the queue's lock held.
+    pub fn get_ok(&self, queue: &Arc<Queue>, entry: Entry, no_ack: bool, message_count: u32) {
+        let mut st = self.state.lock();
+        let tag = st.next_tag;
+        st.next_tag += 1;
+        let out = Outbound::GetOk {
+            channel: self.id,
+            delivery_tag: tag,
+            redelivered: entry.redelivered,
+            message_count,
+            msg: entry.msg.clone(),
+        };
+        if !no_ack {
+            self.global_unacked.fetch_add(1, Ordering::Relaxed);
+            st.unacked.push_back(Unacked { tag, queue: queue.clone(), entry, consumer: None });
+        }
+        self.conn.outbox.push(out);
+    }
+
+    /// Removes unacked messages by tag: the one tag, or with `multiple` every
+    /// tag up to it (tag 0 with `multiple` means all). `None` when a named
+    /// tag is not outstanding, which the client must be told (406).
+    pub fn take_unacked(&self, tag: u64, multiple: bool) -> Option<Vec<Unacked>> {
+        let mut st = self.state.lock();
+        let taken: Vec<Unacked> = if multiple {
+            let upto = if tag == 0 { u64::MAX } else { tag };
+            let n = st.unacked.partition_point(|u| u.tag <= upto);
+            if n == 0 && tag != 0 {
+                return None;
+            }
+            st.unacked.drain(..n).collect()
+        } else {
+            let i = st.unacked.binary_search_by_key(&tag, |u| u.tag).ok()?;
+            st.unacked.remove(i).into_iter().collect()
+        };
+        drop(st);
+        for u in &taken {
+            self.release_credit(u);
+        }
+        Some(taken)
+    }
+
+    /// Every unacked message, in tag order (for close and recover).
+    pub fn take_all_unacked(&self) -> Vec<Unacked> {
+        let taken: Vec<Unacked> = self.state.lock().unacked.drain(..).collect();
+        for u in &taken {
+            self.release_credit(u);
+        }
+        taken
+    }
+
+    fn release_credit(&self, u: &Unacked) {
+        if let Some(c) = &u.consumer {
+            c.unacked.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.global_unacked.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn add_consumer(&self, c: Arc<Consumer>) {
+        self.state.lock().consumers.push(c);
+    }
+
+    pub fn find_consumer(&self, tag: &ShortStr) -> Option<Arc<Consumer>> {
+        self.state.lock().consumers.iter().find(|c| &c.tag == tag).cloned()
+    }
+
+    pub fn remove_consumer(&self, tag: &ShortStr) -> Option<Arc<Consumer>> {
+        let mut st = self.state.lock();
+        let i = st.consumers.iter().position(|c| &c.tag == tag)?;
+        Some(st.consumers.swap_remove(i))
+    }
+
+    pub fn consumers(&self) -> Vec<Arc<Consumer>> {
+        self.state.lock().consumers.clone()
+    }
+
+    /// Marks the channel closed and hands back its consumers so the caller
+    /// can detach them from their queues.
+    pub fn close(&self) -> Vec<Arc<Consumer>> {
+        self.closed.store(true, Ordering::Release);
+        std::mem::take(&mut self.state.lock().consumers)
+    }
+}
+
+/// A consumer attached to a queue.
+pub struct Consumer {
+    pub tag: ShortStr,
+    pub channel: Arc<ChannelLink>,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    /// Per-consumer prefetch (basic.qos global=false at consume time); 0 = none.
+    pub prefetch: u32,
+    /// `x-priority` from basic.consume; higher goes first.
+    pub priority: i32,
+    pub queue: Arc<Queue>,
+    unacked: AtomicU32,
+}
+
+impl Consumer {
+    pub fn new(
+        tag: ShortStr,
+        channel: Arc<ChannelLink>,
+        queue: Arc<Queue>,
+        no_ack: bool,
+        exclusive: bool,
+        prefetch: u32,
+        priority: i32,
+    ) -> Consumer {
+        Consumer { tag, channel, no_ack, exclusive, prefetch, priority, queue, unacked: AtomicU32::new(0) }
+    }
+
+    /// Whether this consumer may take one more message now.
+    pub fn has_credit(&self) -> bool {
+        if self.channel.is_closed() {
+            return false;
+        }
+        if !self.no_ack {
+            if self.prefetch != 0 && self.unacked.load(Ordering::Relaxed) >= self.prefetch {
+                return false;
+            }
+            if !self.channel.global_credit() {
+                return false;
+            }
+        }
+        true
+    }
+}

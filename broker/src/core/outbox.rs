@@ -1,0 +1,133 @@
+//! What the broker has to send to one connection, in order.
+//!
+//! Replies, deliveries and confirms for a connection all go through its
+//! outbox, so their order on the wire is the order the core produced them.
+//! The TCP writer drains it in batches (one socket write for many frames);
+//! the in-process API reads the same items without encoding them.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use warren_protocol::{Method, ShortStr};
+
+use super::message::Message;
+use super::queue::Queue;
+
+/// One item for the client.
+#[derive(Debug)]
+pub enum Outbound {
+    Method { channel: u16, method: Method },
+    Deliver { channel: u16, consumer_tag: ShortStr, delivery_tag: u64, redelivered: bool, msg: Arc<Message> },
+    GetOk { channel: u16, delivery_tag: u64, redelivered: bool, message_count: u32, msg: Arc<Message> },
+    Return { channel: u16, reply_code: u16, reply_text: ShortStr, msg: Arc<Message> },
+    /// A publisher confirm; runs of these on one channel are merged into one
+    /// `multiple` ack by the writer since confirms are issued in order.
+    Confirm { channel: u16, delivery_tag: u64, ack: bool },
+    Heartbeat,
+}
+
+impl Outbound {
+    fn cost(&self) -> usize {
+        match self {
+            Outbound::Deliver { msg, .. } | Outbound::GetOk { msg, .. } | Outbound::Return { msg, .. } => {
+                msg.wire_size()
+            }
+            _ => 32,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    items: VecDeque<Outbound>,
+    bytes: usize,
+    closed: bool,
+    /// Queues that stopped delivering because this outbox was full.
+    waiting: Vec<Weak<Queue>>,
+}
+
+/// The ordered queue of items for one connection, with a byte budget.
+pub struct Outbox {
+    inner: Mutex<Inner>,
+    notify: Notify,
+    high_water: usize,
+}
+
+impl Outbox {
+    pub fn new(high_water: usize) -> Outbox {
+        Outbox { inner: Mutex::new(Inner::default()), notify: Notify::new(), high_water }
+    }
+
+    pub fn push(&self, item: Outbound) {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return;
+        }
+        inner.bytes += item.cost();
+        inner.items.push_back(item);
+        drop(inner);
+        self.notify.notify_one();
+    }
+
+    /// True while the client has not read what was already queued: the
+    /// broker then holds further deliveries back instead of buffering them.
+    pub fn is_full(&self) -> bool {
+        self.inner.lock().bytes >= self.high_water
+    }
+
+    /// Remembers a queue to resume when the outbox drains.
+    pub fn wait_for_room(&self, queue: Weak<Queue>) {
+        let mut inner = self.inner.lock();
+        if !inner.waiting.iter().any(|w| w.ptr_eq(&queue)) {
+            inner.waiting.push(queue);
+        }
+    }
+
+    /// Moves everything queued into `batch` (which the caller reuses).
+    pub fn drain_into(&self, batch: &mut VecDeque<Outbound>) {
+        let mut inner = self.inner.lock();
+        std::mem::swap(&mut inner.items, batch);
+    }
+
+    /// Called by the writer once a drained batch is written: frees the
+    /// budget and wakes queues that were held back.
+    pub fn written(&self, bytes: usize) {
+        let waiting = {
+            let mut inner = self.inner.lock();
+            inner.bytes = inner.bytes.saturating_sub(bytes);
+            if inner.bytes < self.high_water / 2 && !inner.waiting.is_empty() {
+                std::mem::take(&mut inner.waiting)
+            } else {
+                Vec::new()
+            }
+        };
+        for q in waiting.into_iter().filter_map(|w| w.upgrade()) {
+            q.dispatch();
+        }
+    }
+
+    pub fn cost_of(items: &VecDeque<Outbound>) -> usize {
+        items.iter().map(Outbound::cost).sum()
+    }
+
+    /// Waits until something is pushed (or the outbox is closed).
+    pub async fn notified(&self) {
+        self.notify.notified().await
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.lock().items.is_empty()
+    }
+
+    /// No more items are accepted; wakes the writer so it can finish.
+    pub fn close(&self) {
+        self.inner.lock().closed = true;
+        self.notify.notify_one();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+}

@@ -1,0 +1,189 @@
+//! The core side of one connection after the handshake: its channels and
+//! the frames it receives. No sockets here: the TCP connection feeds frames
+//! in, and everything for the client comes out through the outbox.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use warren_protocol::{ChannelClose, Frame, Method};
+
+use super::channel::Channel;
+use super::link::{ChannelLink, ConnectionLink};
+use super::outbox::Outbound;
+use super::queue::Queue;
+use super::vhost::VHost;
+use crate::error::AmqpError;
+
+/// What the channels of a connection share.
+pub struct SessionCtx {
+    pub vhost: Arc<VHost>,
+    pub link: Arc<ConnectionLink>,
+    /// Exclusive queues this connection declared; deleted when it closes.
+    pub exclusive_queues: Vec<Arc<Queue>>,
+    pub max_message_size: u64,
+}
+
+enum ChannelSlot {
+    Open(Box<Channel>),
+    /// The server closed the channel and waits for close-ok; frames for it
+    /// are dropped until then.
+    Closing,
+}
+
+/// What the connection should do after a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SessionStatus {
+    Running,
+    /// The client sent connection.close; close-ok is queued.
+    ClientClosed,
+    /// The client answered our connection.close.
+    CloseAcknowledged,
+}
+
+pub struct Session {
+    pub ctx: SessionCtx,
+    channels: HashMap<u16, ChannelSlot>,
+    channel_max: u16,
+}
+
+impl Session {
+    pub fn new(ctx: SessionCtx, channel_max: u16) -> Session {
+        Session { ctx, channels: HashMap::new(), channel_max }
+    }
+
+    fn push(&self, channel: u16, method: Method) {
+        self.ctx.link.outbox.push(Outbound::Method { channel, method });
+    }
+
+    /// Handles one frame. An `Err` is a connection-level exception: the
+    /// caller sends connection.close with it and stops reading.
+    pub fn handle_frame(&mut self, frame: Frame) -> Result<SessionStatus, AmqpError> {
+        match frame {
+            Frame::Heartbeat { channel: 0 } => Ok(SessionStatus::Running),
+            Frame::Heartbeat { .. } => Err(AmqpError::frame_error("heartbeat frame on a non-zero channel")),
+            Frame::Method { channel: 0, method } => self.connection_method(method),
+            Frame::Method { channel, method } => {
+                let (class_id, method_id) = (method.class_id(), method.method_id());
+                self.channel_method(channel, method).map_err(|e| e.caused_by(class_id, method_id))?;
+                Ok(SessionStatus::Running)
+            }
+            Frame::Header { channel, header } => {
+                self.with_channel(channel, |ch, ctx| ch.on_header(ctx, header))?;
+                Ok(SessionStatus::Running)
+            }
+            Frame::Body { channel, payload } => {
+                self.with_channel(channel, |ch, ctx| ch.on_body(ctx, payload))?;
+                Ok(SessionStatus::Running)
+            }
+        }
+    }
+
+    fn connection_method(&mut self, method: Method) -> Result<SessionStatus, AmqpError> {
+        match method {
+            Method::ConnectionClose(_) => {
+                self.push(0, Method::ConnectionCloseOk);
+                Ok(SessionStatus::ClientClosed)
+            }
+            Method::ConnectionCloseOk => Ok(SessionStatus::CloseAcknowledged),
+            Method::ConnectionUpdateSecret(_) => {
+                self.push(0, Method::ConnectionUpdateSecretOk);
+                Ok(SessionStatus::Running)
+            }
+            // Blocking notifications from a client mean nothing to us.
+            Method::ConnectionBlocked(_) | Method::ConnectionUnblocked => Ok(SessionStatus::Running),
+            other => Err(AmqpError::command_invalid(format!(
+                "unexpected method {} on channel 0",
+                other.name()
+            ))
+            .caused_by(other.class_id(), other.method_id())),
+        }
+    }
+
+    fn channel_method(&mut self, id: u16, method: Method) -> Result<(), AmqpError> {
+        match (self.channels.get_mut(&id), method) {
+            (None, Method::ChannelOpen) => {
+                if id > self.channel_max {
+                    return Err(AmqpError::not_allowed(format!(
+                        "channel number {id} is above the negotiated channel_max {}",
+                        self.channel_max
+                    )));
+                }
+                let link = Arc::new(ChannelLink::new(id, self.ctx.link.clone()));
+                self.channels.insert(id, ChannelSlot::Open(Box::new(Channel::new(link))));
+                self.push(id, Method::ChannelOpenOk);
+                Ok(())
+            }
+            (None, m) => Err(AmqpError::channel_error(format!("expected 'channel.open' on channel {id}, got {}", m.name()))),
+            (Some(ChannelSlot::Open(_)), Method::ChannelOpen) => {
+                Err(AmqpError::channel_error(format!("second 'channel.open' seen on channel {id}")))
+            }
+            (Some(ChannelSlot::Closing), Method::ChannelCloseOk | Method::ChannelClose(_)) => {
+                self.channels.remove(&id);
+                Ok(())
+            }
+            (Some(ChannelSlot::Closing), _) => Ok(()),
+            (Some(ChannelSlot::Open(_)), Method::ChannelClose(_)) => {
+                if let Some(ChannelSlot::Open(mut ch)) = self.channels.remove(&id) {
+                    ch.release(&mut self.ctx);
+                }
+                self.push(id, Method::ChannelCloseOk);
+                Ok(())
+            }
+            (Some(ChannelSlot::Open(ch)), m) => {
+                let (class_id, method_id) = (m.class_id(), m.method_id());
+                let result = ch.handle(&mut self.ctx, m);
+                self.on_channel_result(id, result.map_err(|e| e.caused_by(class_id, method_id)))
+            }
+        }
+    }
+
+    fn with_channel(
+        &mut self,
+        id: u16,
+        f: impl FnOnce(&mut Channel, &mut SessionCtx) -> Result<(), AmqpError>,
+    ) -> Result<(), AmqpError> {
+        match self.channels.get_mut(&id) {
+            Some(ChannelSlot::Open(ch)) => {
+                let result = f(ch, &mut self.ctx).map_err(|e| e.caused_by(60, 40));
+                self.on_channel_result(id, result)
+            }
+            Some(ChannelSlot::Closing) => Ok(()),
+            None => Err(AmqpError::channel_error(format!("expected 'channel.open' on channel {id}"))),
+        }
+    }
+
+    /// A soft error closes just the channel; a hard one goes up.
+    fn on_channel_result(&mut self, id: u16, result: Result<(), AmqpError>) -> Result<(), AmqpError> {
+        let err = match result {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_connection_level() => return Err(e),
+            Err(e) => e,
+        };
+        if let Some(ChannelSlot::Open(mut ch)) = self.channels.insert(id, ChannelSlot::Closing) {
+            ch.release(&mut self.ctx);
+        }
+        self.push(
+            id,
+            Method::ChannelClose(ChannelClose {
+                reply_code: err.code.code(),
+                reply_text: warren_protocol::ShortStr::try_from(err.reply_text()).unwrap_or_default(),
+                class_id: err.class_id,
+                method_id: err.method_id,
+            }),
+        );
+        Ok(())
+    }
+
+    /// The connection is going away: release every channel and delete the
+    /// connection's exclusive queues.
+    pub fn close(&mut self) {
+        for (_, slot) in self.channels.drain() {
+            if let ChannelSlot::Open(mut ch) = slot {
+                ch.release(&mut self.ctx);
+            }
+        }
+        for queue in std::mem::take(&mut self.ctx.exclusive_queues) {
+            self.ctx.vhost.delete_queue(&queue);
+        }
+    }
+}

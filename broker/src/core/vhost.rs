@@ -1,0 +1,312 @@
+//! A virtual host: its exchanges and queues, and the operations that change them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use warren_protocol::{FieldTable, FieldValue, ShortStr};
+
+use super::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions, RouteScratch};
+use super::link::ConnectionId;
+use super::queue::{Queue, QueueOptions};
+use crate::error::{q, AmqpError};
+
+pub struct VHost {
+    pub name: String,
+    exchanges: RwLock<HashMap<ShortStr, Arc<Exchange>>>,
+    queues: RwLock<HashMap<ShortStr, Arc<Queue>>>,
+}
+
+/// The exchanges every vhost starts with.
+const BUILT_IN: &[(&str, ExchangeKind)] = &[
+    ("", ExchangeKind::Default),
+    ("amq.direct", ExchangeKind::Direct),
+    ("amq.fanout", ExchangeKind::Fanout),
+    ("amq.topic", ExchangeKind::Topic),
+    ("amq.headers", ExchangeKind::Headers),
+    ("amq.match", ExchangeKind::Headers),
+];
+
+fn bool_text(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
+    }
+}
+
+impl VHost {
+    pub fn new(name: &str) -> Arc<VHost> {
+        let mut exchanges = HashMap::new();
+        for (n, kind) in BUILT_IN {
+            let name = ShortStr::from_static(n);
+            let opts = ExchangeOptions {
+                kind: *kind,
+                durable: true,
+                auto_delete: false,
+                internal: false,
+                arguments: FieldTable::default(),
+            };
+            exchanges.insert(name.clone(), Exchange::new(name, opts));
+        }
+        Arc::new(VHost { name: name.to_string(), exchanges: RwLock::new(exchanges), queues: RwLock::default() })
+    }
+
+    pub fn exchange(&self, name: &ShortStr) -> Result<Arc<Exchange>, AmqpError> {
+        self.exchanges
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| AmqpError::not_found(format!("no exchange {} in vhost '{}'", q(name), self.name)))
+    }
+
+    pub fn queue(&self, name: &ShortStr) -> Result<Arc<Queue>, AmqpError> {
+        self.queues
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| AmqpError::not_found(format!("no queue {} in vhost '{}'", q(name), self.name)))
+    }
+
+    pub fn find_queue(&self, name: &ShortStr) -> Option<Arc<Queue>> {
+        self.queues.read().get(name).cloned()
+    }
+
+    pub fn queues(&self) -> Vec<Arc<Queue>> {
+        self.queues.read().values().cloned().collect()
+    }
+
+    fn exchanges_snapshot(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.read().values().cloned().collect()
+    }
+
+    fn describe_exchange(&self, name: &ShortStr) -> String {
+        format!("exchange {} in vhost '{}'", q(name), self.name)
+    }
+
+    /// exchange.declare (active). Passive declares use [`VHost::exchange`].
+    pub fn declare_exchange(&self, name: ShortStr, opts: ExchangeOptions) -> Result<Arc<Exchange>, AmqpError> {
+        if name.is_empty() {
+            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+        }
+        let mut map = self.exchanges.write();
+        if let Some(x) = map.get(&name) {
+            self.check_equivalent_exchange(x, &opts)?;
+            return Ok(x.clone());
+        }
+        if name.as_bytes().starts_with(b"amq.") {
+            return Err(AmqpError::access_refused(format!(
+                "exchange name {} contains reserved prefix 'amq.*'",
+                q(&name)
+            )));
+        }
+        if let Some(v) = opts.arguments.get("alternate-exchange") {
+            if v.as_str().is_none() {
+                return Err(AmqpError::precondition(format!(
+                    "invalid arg 'alternate-exchange' for {}: expected a string",
+                    self.describe_exchange(&name)
+                )));
+            }
+        }
+        let x = Exchange::new(name.clone(), opts);
+        map.insert(name, x.clone());
+        Ok(x)
+    }
+
+    fn check_equivalent_exchange(&self, x: &Exchange, opts: &ExchangeOptions) -> Result<(), AmqpError> {
+        let d = self.describe_exchange(&x.name);
+        let cur = &x.options;
+        if cur.kind != opts.kind {
+            return Err(AmqpError::precondition(format!(
+                "inequivalent arg 'type' for {d}: received '{}' but current is '{}'",
+                opts.kind.name(),
+                cur.kind.name()
+            )));
+        }
+        for (arg, received, current) in [
+            ("durable", opts.durable, cur.durable),
+            ("auto_delete", opts.auto_delete, cur.auto_delete),
+            ("internal", opts.internal, cur.internal),
+        ] {
+            if received != current {
+                return Err(AmqpError::precondition(format!(
+                    "inequivalent arg '{arg}' for {d}: received '{}' but current is '{}'",
+                    bool_text(received),
+                    bool_text(current)
+                )));
+            }
+        }
+        check_equivalent_args(&d, &cur.arguments, &opts.arguments)
+    }
+
+    /// exchange.delete.
+    pub fn delete_exchange(&self, name: &ShortStr, if_unused: bool) -> Result<(), AmqpError> {
+        if name.is_empty() || name.as_bytes().starts_with(b"amq.") {
+            return Err(AmqpError::access_refused(if name.is_empty() {
+                "operation not permitted on the default exchange".to_string()
+            } else {
+                format!("exchange name {} contains reserved prefix 'amq.*'", q(name))
+            }));
+        }
+        let x = {
+            let mut map = self.exchanges.write();
+            let Some(x) = map.get(name).cloned() else {
+                // Deleting what is not there succeeds, as in RabbitMQ.
+                return Ok(());
+            };
+            if if_unused && x.has_bindings() {
+                return Err(AmqpError::precondition(format!("{} in use", self.describe_exchange(name))));
+            }
+            map.remove(name);
+            x
+        };
+        let dest = Destination::Exchange(x);
+        for other in self.exchanges_snapshot() {
+            other.unbind_all(&dest);
+        }
+        Ok(())
+    }
+
+    /// queue.declare (active) of a named queue. Returns the queue and whether
+    /// it was created now.
+    pub fn declare_queue(
+        &self,
+        name: ShortStr,
+        opts: QueueOptions,
+        conn: ConnectionId,
+    ) -> Result<(Arc<Queue>, bool), AmqpError> {
+        let mut map = self.queues.write();
+        if let Some(existing) = map.get(&name) {
+            match existing.options.exclusive_owner {
+                Some(owner) if owner == conn => {}
+                None if opts.exclusive_owner.is_none() => {}
+                _ => return Err(existing.locked_error()),
+            }
+            self.check_equivalent_queue(existing, &opts)?;
+            return Ok((existing.clone(), false));
+        }
+        let queue = Queue::new(name.clone(), self.name.clone(), opts);
+        map.insert(name, queue.clone());
+        Ok((queue, true))
+    }
+
+    fn check_equivalent_queue(&self, queue: &Queue, opts: &QueueOptions) -> Result<(), AmqpError> {
+        let d = queue.describe();
+        let cur = &queue.options;
+        for (arg, received, current) in
+            [("durable", opts.durable, cur.durable), ("auto_delete", opts.auto_delete, cur.auto_delete)]
+        {
+            if received != current {
+                return Err(AmqpError::precondition(format!(
+                    "inequivalent arg '{arg}' for {d}: received '{}' but current is '{}'",
+                    bool_text(received),
+                    bool_text(current)
+                )));
+            }
+        }
+        check_equivalent_args(&d, &cur.arguments, &opts.arguments)
+    }
+
+    /// Removes a queue: its bindings go, its consumers are returned so the
+    /// caller can cancel them. Returns the number of messages it held.
+    pub fn delete_queue(&self, queue: &Arc<Queue>) -> u32 {
+        {
+            let mut map = self.queues.write();
+            if map.get(&queue.name).is_some_and(|x| Arc::ptr_eq(x, queue)) {
+                map.remove(&queue.name);
+            }
+        }
+        let dest = Destination::Queue(queue.clone());
+        for x in self.exchanges_snapshot() {
+            if x.unbind_all(&dest) {
+                self.maybe_auto_delete(&x);
+            }
+        }
+        let (count, consumers) = queue.mark_deleted();
+        for c in consumers {
+            cancel_from_server(&c);
+        }
+        count
+    }
+
+    /// An auto-delete exchange goes when it loses its last binding.
+    pub fn maybe_auto_delete(&self, x: &Arc<Exchange>) {
+        if x.options.auto_delete && !x.has_bindings() {
+            let mut map = self.exchanges.write();
+            if map.get(&x.name).is_some_and(|y| Arc::ptr_eq(x, y)) {
+                map.remove(&x.name);
+            }
+        }
+    }
+
+    /// Routes a message published to `exchange`, following exchange-to-exchange
+    /// bindings and alternate exchanges. Result in `scratch.queues`.
+    pub fn route(&self, exchange: &Arc<Exchange>, key: &ShortStr, headers: Option<&FieldTable>, scratch: &mut RouteScratch) {
+        scratch.queues.clear();
+        if exchange.kind() == ExchangeKind::Default {
+            if let Some(queue) = self.queues.read().get(key) {
+                scratch.queues.push(queue.clone());
+            }
+            return;
+        }
+        exchange.route(key, headers, scratch);
+        // Unroutable: try the alternate exchange chain (at most a few hops, no loops).
+        let mut current = exchange.clone();
+        let mut hops = 0;
+        while scratch.queues.is_empty() && hops < 8 {
+            let Some(alt) = current.alternate.as_ref().and_then(|n| self.exchange(n).ok()) else { break };
+            if Arc::ptr_eq(&alt, exchange) {
+                break;
+            }
+            alt.route(key, headers, scratch);
+            current = alt;
+            hops += 1;
+        }
+    }
+}
+
+/// Tells a consumer's client that the server cancelled it (queue deleted),
+/// if the client said it understands that.
+pub fn cancel_from_server(c: &Arc<super::link::Consumer>) {
+    c.channel.remove_consumer(&c.tag);
+    let link = &c.channel.conn;
+    if link.consumer_cancel_notify.load(std::sync::atomic::Ordering::Relaxed) && !c.channel.is_closed() {
+        link.outbox.push(super::outbox::Outbound::Method {
+            channel: c.channel.id,
+            method: warren_protocol::Method::BasicCancel(warren_protocol::BasicCancel {
+                consumer_tag: c.tag.clone(),
+                no_wait: true,
+            }),
+        });
+    }
+}
+
+/// Compares declare arguments as RabbitMQ does: every argument must match.
+fn check_equivalent_args(what: &str, current: &FieldTable, received: &FieldTable) -> Result<(), AmqpError> {
+    let cur = current.to_btree();
+    let rec = received.to_btree();
+    for key in cur.keys().chain(rec.keys()) {
+        let (a, b) = (rec.get(key), cur.get(key));
+        if a != b {
+            return Err(AmqpError::precondition(format!(
+                "inequivalent arg {} for {what}: received {} but current is {}",
+                q(key),
+                describe_value(a),
+                describe_value(b)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn describe_value(v: Option<&FieldValue>) -> String {
+    match v {
+        None => "none".to_string(),
+        Some(FieldValue::LongStr(s)) => format!("the value '{}' of type 'longstr'", String::from_utf8_lossy(s.as_bytes())),
+        Some(FieldValue::Bool(b)) => format!("the value '{}' of type 'bool'", bool_text(*b)),
+        Some(v) => match v.as_i64() {
+            Some(n) => format!("the value '{n}' of type 'signedint'"),
+            None => format!("the value {v:?}"),
+        },
+    }
+}

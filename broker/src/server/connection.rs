@@ -1,0 +1,155 @@
+//! One TCP connection: handshake, then frames in, outbox out.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use warren_protocol::{decode_frame, ConnectionClose, Method, ShortStr};
+
+use super::handshake::{self, HandshakeError};
+use super::writer;
+use crate::broker::BrokerShared;
+use crate::core::link::ConnectionLink;
+use crate::core::outbox::{Outbound, Outbox};
+use crate::core::session::{Session, SessionCtx, SessionStatus};
+use crate::error::AmqpError;
+
+/// How long a client gets to finish the handshake, and to answer our close.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: SocketAddr) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let negotiated =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake::negotiate(&shared, &mut socket, &mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(HandshakeError::Amqp(e))) => {
+                tracing::info!(%peer, error = %e, "handshake refused");
+                handshake::send_close(&mut socket, &e).await;
+                return;
+            }
+            Ok(Err(HandshakeError::Io(e))) => {
+                tracing::debug!(%peer, error = %e, "handshake failed");
+                return;
+            }
+            Ok(Err(HandshakeError::Silent)) | Err(_) => return,
+        };
+    let Some(vhost) = shared.vhosts.get(&negotiated.vhost).cloned() else { return };
+    tracing::info!(%peer, user = %negotiated.user, vhost = %negotiated.vhost, "connection open");
+
+    let link = Arc::new(ConnectionLink {
+        id: shared.next_connection_id(),
+        outbox: Outbox::new(shared.config.limits.outbox_high_water),
+        consumer_cancel_notify: AtomicBool::new(negotiated.consumer_cancel_notify),
+    });
+    let ctx = SessionCtx {
+        vhost,
+        link: link.clone(),
+        exclusive_queues: Vec::new(),
+        max_message_size: shared.config.limits.max_message_size,
+    };
+    let mut session = Session::new(ctx, negotiated.channel_max);
+
+    let (mut reader, write_half) = socket.into_split();
+    // The writer sends a heartbeat when idle for half the interval, so the
+    // peer hears from us well within its own timeout.
+    let writer =
+        tokio::spawn(writer::run(link.clone(), write_half, negotiated.frame_max, negotiated.heartbeat.map(|h| h / 2)));
+    // A peer silent for two heartbeat intervals is gone.
+    let read_timeout = negotiated.heartbeat.map(|h| h * 2);
+    let mut shutdown = shared.shutdown.subscribe();
+
+    let ending = loop {
+        // Handle every complete frame already read before reading again.
+        let step = loop {
+            match decode_frame(&mut buf, negotiated.frame_max) {
+                Ok(Some(frame)) => match session.handle_frame(frame) {
+                    Ok(SessionStatus::Running) => continue,
+                    Ok(_) => break Some(Ending::ClientClosed),
+                    Err(e) => break Some(Ending::Error(e)),
+                },
+                Ok(None) => break None,
+                Err(e) => break Some(Ending::Error(AmqpError::new(e.reply_code(), e.to_string()))),
+            }
+        };
+        if let Some(end) = step {
+            break end;
+        }
+        if *shutdown.borrow() {
+            break Ending::Error(AmqpError::new(
+                warren_protocol::ReplyCode::ConnectionForced,
+                "broker shutdown",
+            ));
+        }
+        let read = async {
+            match read_timeout {
+                Some(t) => tokio::time::timeout(t, reader.read_buf(&mut buf)).await.ok(),
+                None => Some(reader.read_buf(&mut buf).await),
+            }
+        };
+        tokio::select! {
+            r = read => match r {
+                Some(Ok(0)) | Some(Err(_)) => break Ending::Gone,
+                Some(Ok(_)) => {}
+                None => {
+                    tracing::warn!(%peer, "missed heartbeats from client; closing");
+                    break Ending::Gone;
+                }
+            },
+            _ = shutdown.changed() => {}
+        }
+    };
+
+    match ending {
+        Ending::ClientClosed | Ending::Gone => {}
+        Ending::Error(e) => {
+            tracing::info!(%peer, error = %e, "closing connection");
+            link.outbox.push(Outbound::Method {
+                channel: 0,
+                method: Method::ConnectionClose(ConnectionClose {
+                    reply_code: e.code.code(),
+                    reply_text: ShortStr::try_from(e.reply_text()).unwrap_or_default(),
+                    class_id: e.class_id,
+                    method_id: e.method_id,
+                }),
+            });
+            // Wait briefly for close-ok, dropping anything else the client sends.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, await_close_ok(&mut reader, &mut buf, negotiated.frame_max)).await;
+        }
+    }
+    // Requeue, cancel, delete exclusive queues before the socket goes.
+    session.close();
+    link.outbox.close();
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer).await;
+    tracing::info!(%peer, "connection closed");
+}
+
+enum Ending {
+    ClientClosed,
+    Gone,
+    Error(AmqpError),
+}
+
+async fn await_close_ok(reader: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut, frame_max: u32) {
+    loop {
+        loop {
+            match decode_frame(buf, frame_max) {
+                Ok(Some(warren_protocol::Frame::Method {
+                    method: Method::ConnectionCloseOk | Method::ConnectionClose(_),
+                    ..
+                })) => return,
+                Ok(Some(_)) => continue,
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+        match reader.read_buf(buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
