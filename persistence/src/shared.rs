@@ -57,7 +57,7 @@ pub(crate) struct Shared {
     pub index: Mutex<Index>,
     pub progress: Mutex<Progress>,
     pub progress_changed: Condvar,
-    /// Mirrors of `progress` readable without a lock.
+    /// Mirrors of `progress` readable without a lock (updated before it).
     pub written_lsn: AtomicU64,
     pub durable_lsn: AtomicU64,
     pub failed: AtomicBool,
@@ -98,24 +98,25 @@ impl Shared {
         ))
     }
 
-    /// Publishes new watermarks, wakes waiters, and tells the callback.
+    /// Publishes new watermarks: first the atomics and the callback, then
+    /// the waiters, so that when `flush`/`wait_durable` return the callback
+    /// has already seen the new watermark (and a callback that re-reads
+    /// `durable_lsn` never sees an older value than it was given).
     pub fn publish(&self, written: u64, durable: u64, synced: u64) {
-        let advanced;
-        {
-            let mut p = lock(&self.progress);
-            p.written = p.written.max(written);
-            advanced = durable > p.durable;
-            p.durable = p.durable.max(durable);
-            p.synced = p.synced.max(synced);
-            self.written_lsn.store(p.written, Ordering::Release);
-            self.durable_lsn.store(p.durable, Ordering::Release);
-        }
-        self.progress_changed.notify_all();
-        if advanced {
+        self.written_lsn.fetch_max(written, Ordering::AcqRel);
+        let before = self.durable_lsn.fetch_max(durable, Ordering::AcqRel);
+        if durable > before {
             if let Some(cb) = &self.config.on_durable {
                 cb(durable);
             }
         }
+        {
+            let mut p = lock(&self.progress);
+            p.written = p.written.max(written);
+            p.durable = p.durable.max(durable);
+            p.synced = p.synced.max(synced);
+        }
+        self.progress_changed.notify_all();
     }
 
     /// Records a fatal writer error and wakes everyone waiting.
