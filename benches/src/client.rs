@@ -90,7 +90,4 @@ impl Conn {
         }
     }
 
-    pub fn buffered(&self) -> usize {
-        self.rbuf.remaining()
-    }
 }

@@ -134,8 +134,10 @@ async fn run(args: Args) -> Result<()> {
 
     let mut latencies: Vec<u64> = Vec::new();
     for c in consumers {
-        if let Ok(Ok(mut l)) = tokio::time::timeout(Duration::from_secs(5), c).await {
-            latencies.append(&mut l);
+        match tokio::time::timeout(Duration::from_secs(5), c).await {
+            Ok(Ok(Ok(mut l))) => latencies.append(&mut l),
+            Ok(Ok(Err(e))) => eprintln!("consumer failed: {e}"),
+            _ => eprintln!("consumer did not stop"),
         }
     }
     for p in producers {

@@ -6,6 +6,7 @@
 mod broker;
 mod config;
 mod core;
+pub mod embed;
 mod error;
 mod server;
 

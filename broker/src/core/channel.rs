@@ -80,9 +80,6 @@ impl Channel {
         self.link.conn.outbox.push(Outbound::Method { channel: self.id(), method });
     }
 
-    pub fn expects_content(&self) -> bool {
-        self.pending.is_some()
-    }
 
     /// Resolves an empty queue name to the last queue declared on the channel.
     fn queue_name(&self, name: &ShortStr) -> Result<ShortStr, AmqpError> {

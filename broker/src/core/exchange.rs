@@ -162,9 +162,6 @@ impl Exchange {
         !self.bindings.read().all.is_empty()
     }
 
-    pub fn has_binding(&self, destination: &Destination, routing_key: &ShortStr, arguments: &FieldTable) -> bool {
-        self.bindings.read().all.iter().any(|x| x.same(destination, routing_key, arguments))
-    }
 
     /// Adds to `out` the queues this exchange (and exchanges bound to it)
     /// routes a message to. Each queue appears once; exchange cycles end.

@@ -18,9 +18,6 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn is_persistent(&self) -> bool {
-        self.properties.delivery_mode == Some(2)
-    }
 
     /// Rough bytes this message costs in an outbox: body plus frame overhead.
     pub fn wire_size(&self) -> usize {

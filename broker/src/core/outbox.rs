@@ -117,9 +117,6 @@ impl Outbox {
         self.notify.notified().await
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.inner.lock().items.is_empty()
-    }
 
     /// No more items are accepted; wakes the writer so it can finish.
     pub fn close(&self) {

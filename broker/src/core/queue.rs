@@ -224,7 +224,4 @@ impl Queue {
         (n, std::mem::take(&mut st.consumers))
     }
 
-    pub fn is_deleted(&self) -> bool {
-        self.state.lock().deleted
-    }
 }

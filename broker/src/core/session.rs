@@ -44,11 +44,14 @@ pub struct Session {
     pub ctx: SessionCtx,
     channels: HashMap<u16, ChannelSlot>,
     channel_max: u16,
+    /// The error that closed a channel, for in-process callers that want it
+    /// returned from the call rather than read from the outbox.
+    channel_errors: HashMap<u16, AmqpError>,
 }
 
 impl Session {
     pub fn new(ctx: SessionCtx, channel_max: u16) -> Session {
-        Session { ctx, channels: HashMap::new(), channel_max }
+        Session { ctx, channels: HashMap::new(), channel_max, channel_errors: HashMap::new() }
     }
 
     fn push(&self, channel: u16, method: Method) {
@@ -119,6 +122,7 @@ impl Session {
             }
             (Some(ChannelSlot::Closing), Method::ChannelCloseOk | Method::ChannelClose(_)) => {
                 self.channels.remove(&id);
+                self.channel_errors.remove(&id);
                 Ok(())
             }
             (Some(ChannelSlot::Closing), _) => Ok(()),
@@ -162,6 +166,7 @@ impl Session {
         if let Some(ChannelSlot::Open(mut ch)) = self.channels.insert(id, ChannelSlot::Closing) {
             ch.release(&mut self.ctx);
         }
+        self.channel_errors.insert(id, err.clone());
         self.push(
             id,
             Method::ChannelClose(ChannelClose {
@@ -172,6 +177,11 @@ impl Session {
             }),
         );
         Ok(())
+    }
+
+    /// The error that closed channel `id`, if the server closed it.
+    pub fn take_channel_error(&mut self, id: u16) -> Option<AmqpError> {
+        self.channel_errors.remove(&id)
     }
 
     /// The connection is going away: release every channel and delete the

@@ -72,9 +72,6 @@ impl VHost {
         self.queues.read().get(name).cloned()
     }
 
-    pub fn queues(&self) -> Vec<Arc<Queue>> {
-        self.queues.read().values().cloned().collect()
-    }
 
     fn exchanges_snapshot(&self) -> Vec<Arc<Exchange>> {
         self.exchanges.read().values().cloned().collect()

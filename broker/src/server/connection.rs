@@ -105,7 +105,7 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
     };
 
     match ending {
-        Ending::ClientClosed | Ending::Gone => {}
+        Ending::ClientClosed | Ending::Gone => link.outbox.close(),
         Ending::Error(e) => {
             tracing::info!(%peer, error = %e, "closing connection");
             link.outbox.push(Outbound::Method {
@@ -117,6 +117,7 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
                     method_id: e.method_id,
                 }),
             });
+            link.outbox.close();
             // Wait briefly for close-ok, dropping anything else the client sends.
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, await_close_ok(&mut reader, &mut buf, negotiated.frame_max)).await;
         }

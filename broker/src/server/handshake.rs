@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use warren_protocol::{
-    check_protocol_header, decode_frame, encode_method_frame, ConnectionClose, ConnectionOpenOk, ConnectionStart,
+    check_protocol_header, decode_frame, encode_method_frame, ConnectionClose, ConnectionStart,
     ConnectionTune, FieldTable, FieldValue, Frame, LongStr, Method, ProtocolHeaderCheck, ShortStr,
     PROTOCOL_HEADER,
 };
@@ -226,7 +226,7 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     let Method::ConnectionOpen(open) = recv(socket, buf, frame_max).await? else {
         return Err(AmqpError::command_invalid("expected connection.open").into());
     };
-    let vhost = open.virtual_host.to_string_lossy().into_owned();
+    let vhost = open.virtual_host.to_string();
     if !shared.vhosts.contains_key(&vhost) {
         return Err(AmqpError::not_allowed(format!("vhost {vhost} not found")).into());
     }
