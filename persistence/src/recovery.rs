@@ -111,6 +111,10 @@ fn list(dir: &Path, changed: &mut bool) -> Result<Vec<u64>> {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some(base) = segment::parse_file_name(name) {
+            if !entry.file_type().is_ok_and(|t| t.is_file()) {
+                tracing::warn!(file = name, "not a regular file; ignored");
+                continue;
+            }
             bases.push(base);
         } else if name
             .strip_suffix(".tmp")

@@ -149,3 +149,40 @@ fn never_leaves_fsync_to_the_os_until_asked() {
     drop(log);
     assert_eq!(recovered(dir.path()), 1001);
 }
+
+/// A write error stops the store for good: waiters and appenders get
+/// `Failed`, the callback is told, and dropping the store does not hang.
+#[test]
+fn a_write_failure_is_reported_not_hidden() {
+    use warren_persistence::StoreError;
+    let dir = TempDir::new("failure");
+    let calls = Arc::new(Mutex::new(0u32));
+    let calls2 = calls.clone();
+    let log = open(
+        dir.path(),
+        StoreConfig::default()
+            .with_segment_size(256)
+            .on_durable(move |_| *calls2.lock().unwrap() += 1),
+    );
+    for i in 0..3 {
+        log.append(1, payload(i, 40), None).unwrap();
+    }
+    log.flush().unwrap();
+    // The next segment (base 4) cannot be created: its name is taken.
+    std::fs::create_dir(dir.path().join("00000000000000000004.wlog")).unwrap();
+    let id = log.append(1, payload(3, 40), None).unwrap();
+    let err = log.wait_durable(id).unwrap_err();
+    assert!(matches!(err, StoreError::Failed(_)), "{err}");
+    assert!(matches!(log.flush(), Err(StoreError::Failed(_))));
+    assert!(matches!(
+        log.append(1, Bytes::new(), None),
+        Err(StoreError::Failed(_))
+    ));
+    assert!(log.durable_lsn() < id.0);
+    assert!(*calls.lock().unwrap() >= 2);
+    // Records before the failure stay readable.
+    assert_eq!(log.read(RecordId(1)).unwrap(), payload(0, 40));
+    drop(log);
+    // And the next start recovers everything that was written.
+    assert_eq!(recovered(dir.path()), 3);
+}
