@@ -13,8 +13,8 @@ pub enum FsyncPolicy {
     /// Loss window: none, even on power loss.
     #[default]
     Always,
-    /// Data is written at once and fsynced at most once per interval (and
-    /// when a segment is sealed). The watermark advances when the data is
+    /// Data is written at once and fsynced at most once per interval (all
+    /// files written since the last fsync, then the directory). The watermark advances when the data is
     /// *written*, so a confirmed record survives a process crash but up to
     /// one interval of confirmed records may be lost on power loss or a
     /// kernel crash.
@@ -68,8 +68,11 @@ impl FromStr for FsyncPolicy {
 /// Called with the durable watermark whenever it advances.
 ///
 /// It runs on the store's writer thread (the appending thread for
-/// [`MemoryStore`](crate::MemoryStore)) with no store lock held, so it may
-/// call the store, but it should be quick: waking tasks is what it is for.
+/// [`MemoryStore`](crate::MemoryStore)) with no store lock held. It should
+/// be quick: waking tasks is what it is for. It may call methods that do
+/// not wait (`append`, `mark_dead`, `durable_lsn`, `stats`), but must not
+/// call `flush`, `sync`, `wait_durable` or `read` of a record not yet
+/// written: those wait for the writer thread the callback is running on.
 /// The argument is a lower bound of the watermark at the time of the call;
 /// re-read [`durable_lsn`](crate::Store::durable_lsn) for the latest value.
 pub type DurableCallback = Arc<dyn Fn(u64) + Send + Sync>;
