@@ -6,6 +6,8 @@
 //! we check that a test asserts what RabbitMQ really does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod raw;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,11 +33,19 @@ pub async fn start_with(config: warren::BrokerConfig) -> TestBroker {
             .and_then(|s| s.split('/').next())
             .expect("WARREN_TEST_URL like amqp://guest:guest@127.0.0.1:5673/%2f");
         let addr = hostport.parse().expect("host:port in WARREN_TEST_URL");
-        return TestBroker { addr, url, broker: None };
+        return TestBroker {
+            addr,
+            url,
+            broker: None,
+        };
     }
     let broker = warren::Broker::new(config);
     let addr = broker.listen("127.0.0.1:0").await.expect("listen");
-    TestBroker { addr, url: format!("amqp://guest:guest@{addr}/%2f"), broker: Some(broker) }
+    TestBroker {
+        addr,
+        url: format!("amqp://guest:guest@{addr}/%2f"),
+        broker: Some(broker),
+    }
 }
 
 impl TestBroker {
