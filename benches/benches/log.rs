@@ -84,8 +84,7 @@ fn run(
                         .append(1, payload.clone(), None)
                         .unwrap_or_else(|e| panic!("append: {e}"));
                     if confirm {
-                        log.wait_durable(id)
-                            .unwrap_or_else(|e| panic!("wait: {e}"));
+                        log.wait_durable(id).unwrap_or_else(|e| panic!("wait: {e}"));
                     }
                 }
             });

@@ -2,7 +2,7 @@
 //! protocol to publish and consume as fast as the socket allows, with none of
 //! a full client's bookkeeping in the way.
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -26,11 +26,18 @@ impl Conn {
         let socket = TcpStream::connect(addr).await?;
         socket.set_nodelay(true)?;
         let (reader, writer) = socket.into_split();
-        let mut c = Conn { reader, writer, rbuf: BytesMut::with_capacity(256 * 1024), frame_max: 131_072 };
+        let mut c = Conn {
+            reader,
+            writer,
+            rbuf: BytesMut::with_capacity(256 * 1024),
+            frame_max: 131_072,
+        };
         let mut out = BytesMut::new();
         encode_protocol_header(&mut out);
         c.writer.write_all(&out).await?;
-        let Method::ConnectionStart(_) = c.recv_method().await? else { return Err("expected start".into()) };
+        let Method::ConnectionStart(_) = c.recv_method().await? else {
+            return Err("expected start".into());
+        };
         c.send(
             0,
             Method::ConnectionStartOk(ConnectionStartOk {
@@ -41,17 +48,33 @@ impl Conn {
             }),
         )
         .await?;
-        let Method::ConnectionTune(tune) = c.recv_method().await? else { return Err("expected tune".into()) };
+        let Method::ConnectionTune(tune) = c.recv_method().await? else {
+            return Err("expected tune".into());
+        };
         c.frame_max = tune.frame_max;
         c.send(
             0,
-            Method::ConnectionTuneOk(ConnectionTuneOk { channel_max: tune.channel_max, frame_max: tune.frame_max, heartbeat: 0 }),
+            Method::ConnectionTuneOk(ConnectionTuneOk {
+                channel_max: tune.channel_max,
+                frame_max: tune.frame_max,
+                heartbeat: 0,
+            }),
         )
         .await?;
-        c.send(0, Method::ConnectionOpen(ConnectionOpen { virtual_host: ShortStr::from_static("/") })).await?;
-        let Method::ConnectionOpenOk = c.recv_method().await? else { return Err("expected open-ok".into()) };
+        c.send(
+            0,
+            Method::ConnectionOpen(ConnectionOpen {
+                virtual_host: ShortStr::from_static("/"),
+            }),
+        )
+        .await?;
+        let Method::ConnectionOpenOk = c.recv_method().await? else {
+            return Err("expected open-ok".into());
+        };
         c.send(1, Method::ChannelOpen).await?;
-        let Method::ChannelOpenOk = c.recv_method().await? else { return Err("expected channel open-ok".into()) };
+        let Method::ChannelOpenOk = c.recv_method().await? else {
+            return Err("expected channel open-ok".into());
+        };
         Ok(c)
     }
 
@@ -78,10 +101,18 @@ impl Conn {
     pub async fn recv_method(&mut self) -> Result<Method> {
         loop {
             match self.recv_frame().await? {
-                Frame::Method { method: Method::ConnectionClose(c), .. } => {
-                    return Err(format!("connection closed: {} {}", c.reply_code, c.reply_text).into())
+                Frame::Method {
+                    method: Method::ConnectionClose(c),
+                    ..
+                } => {
+                    return Err(
+                        format!("connection closed: {} {}", c.reply_code, c.reply_text).into(),
+                    )
                 }
-                Frame::Method { method: Method::ChannelClose(c), .. } => {
+                Frame::Method {
+                    method: Method::ChannelClose(c),
+                    ..
+                } => {
                     return Err(format!("channel closed: {} {}", c.reply_code, c.reply_text).into())
                 }
                 Frame::Method { method, .. } => return Ok(method),
@@ -89,5 +120,4 @@ impl Conn {
             }
         }
     }
-
 }

@@ -11,12 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
 use clap::Parser;
+use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
 use warren_protocol::{
-    encode_body_frames, encode_header_frame, encode_method_frame, BasicAck, BasicConsume, BasicProperties,
-    BasicPublish, BasicQos, ConfirmSelect, FieldTable, Frame, Method, QueueDeclare, QueueDelete, ShortStr,
+    encode_body_frames, encode_header_frame, encode_method_frame, BasicAck, BasicConsume,
+    BasicProperties, BasicPublish, BasicQos, ConfirmSelect, FieldTable, Frame, Method,
+    QueueDeclare, QueueDelete, ShortStr,
 };
 
 use client::{Conn, Result};
@@ -86,7 +87,10 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<()> {
-    let queue = args.queue.clone().unwrap_or_else(|| format!("warren-load-{}", std::process::id()));
+    let queue = args
+        .queue
+        .clone()
+        .unwrap_or_else(|| format!("warren-load-{}", std::process::id()));
     let queue = ShortStr::try_from(queue.as_str())?;
     let mut setup = Conn::open(&args.uri).await?;
     setup
@@ -115,14 +119,24 @@ async fn run(args: Args) -> Result<()> {
     let mut consumers = Vec::new();
     for _ in 0..args.consumers {
         let c = Conn::open(&args.uri).await?;
-        consumers.push(tokio::spawn(consume(c, args.clone(), queue.clone(), shared.clone())));
+        consumers.push(tokio::spawn(consume(
+            c,
+            args.clone(),
+            queue.clone(),
+            shared.clone(),
+        )));
     }
     let cpu_before = args.pid.and_then(proc_cpu_ticks);
     let start = Instant::now();
     let mut producers = Vec::new();
     for _ in 0..args.producers {
         let c = Conn::open(&args.uri).await?;
-        producers.push(tokio::spawn(publish(c, args.clone(), queue.clone(), shared.clone())));
+        producers.push(tokio::spawn(publish(
+            c,
+            args.clone(),
+            queue.clone(),
+            shared.clone(),
+        )));
     }
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
     shared.stop.store(true, Ordering::Relaxed);
@@ -152,7 +166,15 @@ async fn run(args: Args) -> Result<()> {
         latencies[i]
     };
     let _ = setup
-        .send(1, Method::QueueDelete(QueueDelete { queue, if_unused: false, if_empty: false, no_wait: false }))
+        .send(
+            1,
+            Method::QueueDelete(QueueDelete {
+                queue,
+                if_unused: false,
+                if_empty: false,
+                no_wait: false,
+            }),
+        )
         .await;
 
     let cpu_secs = match (cpu_before, cpu_after) {
@@ -177,8 +199,16 @@ async fn run(args: Args) -> Result<()> {
             rss_kb.map_or("null".into(), |v| v.to_string()),
         );
     } else {
-        println!("published: {pub_rate:.0} msg/s   consumed: {con_rate:.0} msg/s   ({elapsed:.1} s)");
-        println!("latency µs: p50 {}  p75 {}  p95 {}  p99 {}", pct(0.5), pct(0.75), pct(0.95), pct(0.99));
+        println!(
+            "published: {pub_rate:.0} msg/s   consumed: {con_rate:.0} msg/s   ({elapsed:.1} s)"
+        );
+        println!(
+            "latency µs: p50 {}  p75 {}  p95 {}  p99 {}",
+            pct(0.5),
+            pct(0.75),
+            pct(0.95),
+            pct(0.99)
+        );
         if let Some(s) = cpu_secs {
             println!(
                 "broker cpu: {s:.2} s  ({:.3} µs/msg)  rss: {} KiB",
@@ -193,10 +223,14 @@ async fn run(args: Args) -> Result<()> {
 async fn publish(mut c: Conn, args: Args, queue: ShortStr, shared: Arc<Shared>) -> Result<()> {
     let confirms = args.confirm > 0;
     if confirms {
-        c.send(1, Method::ConfirmSelect(ConfirmSelect { no_wait: false })).await?;
+        c.send(1, Method::ConfirmSelect(ConfirmSelect { no_wait: false }))
+            .await?;
         c.recv_method().await?;
     }
-    let props = BasicProperties { delivery_mode: Some(if args.persistent { 2 } else { 1 }), ..Default::default() };
+    let props = BasicProperties {
+        delivery_mode: Some(if args.persistent { 2 } else { 1 }),
+        ..Default::default()
+    };
     let method = Method::BasicPublish(BasicPublish {
         exchange: ShortStr::default(),
         routing_key: queue,
@@ -224,7 +258,10 @@ async fn publish(mut c: Conn, args: Args, queue: ShortStr, shared: Arc<Shared>) 
                 }
             };
             match frame {
-                Some(Frame::Method { method: Method::BasicAck(a), .. }) => {
+                Some(Frame::Method {
+                    method: Method::BasicAck(a),
+                    ..
+                }) => {
                     confirmed.confirmed.store(a.delivery_tag, Ordering::Release);
                 }
                 Some(_) => {}
@@ -269,8 +306,21 @@ async fn publish(mut c: Conn, args: Args, queue: ShortStr, shared: Arc<Shared>) 
     Ok(())
 }
 
-async fn consume(mut c: Conn, args: Args, queue: ShortStr, shared: Arc<Shared>) -> Result<Vec<u64>> {
-    c.send(1, Method::BasicQos(BasicQos { prefetch_size: 0, prefetch_count: args.prefetch, global: false })).await?;
+async fn consume(
+    mut c: Conn,
+    args: Args,
+    queue: ShortStr,
+    shared: Arc<Shared>,
+) -> Result<Vec<u64>> {
+    c.send(
+        1,
+        Method::BasicQos(BasicQos {
+            prefetch_size: 0,
+            prefetch_count: args.prefetch,
+            global: false,
+        }),
+    )
+    .await?;
     c.recv_method().await?;
     c.send(
         1,
@@ -294,7 +344,10 @@ async fn consume(mut c: Conn, args: Args, queue: ShortStr, shared: Arc<Shared>) 
         // Handle every frame already read, then send their acks in one write.
         while let Some(frame) = warren_protocol::decode_frame(&mut c.rbuf, 0)? {
             match frame {
-                Frame::Method { method: Method::BasicDeliver(d), .. } => pending_tag = Some(d.delivery_tag),
+                Frame::Method {
+                    method: Method::BasicDeliver(d),
+                    ..
+                } => pending_tag = Some(d.delivery_tag),
                 Frame::Body { payload, .. } => {
                     if payload.len() >= 8 {
                         n += 1;
@@ -309,15 +362,32 @@ async fn consume(mut c: Conn, args: Args, queue: ShortStr, shared: Arc<Shared>) 
                         shared.consumed.fetch_add(1, Ordering::Relaxed);
                     }
                     if let (Some(tag), false) = (pending_tag.take(), args.autoack) {
-                        let ack = Method::BasicAck(BasicAck { delivery_tag: tag, multiple: false });
+                        let ack = Method::BasicAck(BasicAck {
+                            delivery_tag: tag,
+                            multiple: false,
+                        });
                         encode_method_frame(&mut acks, 1, &ack);
                     }
                 }
-                Frame::Method { method: Method::ChannelClose(c), .. } => {
-                    return Err(format!("channel closed by broker: {} {}", c.reply_code, c.reply_text).into());
+                Frame::Method {
+                    method: Method::ChannelClose(c),
+                    ..
+                } => {
+                    return Err(format!(
+                        "channel closed by broker: {} {}",
+                        c.reply_code, c.reply_text
+                    )
+                    .into());
                 }
-                Frame::Method { method: Method::ConnectionClose(c), .. } => {
-                    return Err(format!("connection closed by broker: {} {}", c.reply_code, c.reply_text).into());
+                Frame::Method {
+                    method: Method::ConnectionClose(c),
+                    ..
+                } => {
+                    return Err(format!(
+                        "connection closed by broker: {} {}",
+                        c.reply_code, c.reply_text
+                    )
+                    .into());
                 }
                 _ => {}
             }
@@ -327,7 +397,8 @@ async fn consume(mut c: Conn, args: Args, queue: ShortStr, shared: Arc<Shared>) 
             acks.clear();
         }
         c.rbuf.reserve(64 * 1024);
-        match tokio::time::timeout(Duration::from_millis(200), c.reader.read_buf(&mut c.rbuf)).await {
+        match tokio::time::timeout(Duration::from_millis(200), c.reader.read_buf(&mut c.rbuf)).await
+        {
             Ok(Ok(0)) => return Err("connection closed by broker".into()),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e.into()),

@@ -49,7 +49,11 @@ impl Broker {
     /// Builds a broker from its configuration. It serves nothing until
     /// [`Broker::listen`] is called or in-process connections are opened.
     pub fn new(config: BrokerConfig) -> Broker {
-        let vhosts = config.vhosts.iter().map(|name| (name.clone(), VHost::new(name))).collect();
+        let vhosts = config
+            .vhosts
+            .iter()
+            .map(|name| (name.clone(), VHost::new(name)))
+            .collect();
         let (guard, done) = mpsc::channel(1);
         let shared = BrokerShared {
             config,
@@ -60,7 +64,9 @@ impl Broker {
             task_guard: Mutex::new(Some(guard)),
             tasks_done: tokio::sync::Mutex::new(done),
         };
-        Broker { shared: Arc::new(shared) }
+        Broker {
+            shared: Arc::new(shared),
+        }
     }
 
     /// Serves AMQP on `addr` until shutdown; returns the bound address (so

@@ -52,7 +52,10 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
-            users: vec![UserConfig { name: "guest".into(), password: "guest".into() }],
+            users: vec![UserConfig {
+                name: "guest".into(),
+                password: "guest".into(),
+            }],
             vhosts: vec!["/".into()],
             limits: LimitsConfig::default(),
         }

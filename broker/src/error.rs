@@ -18,7 +18,12 @@ pub struct AmqpError {
 
 impl AmqpError {
     pub fn new(code: ReplyCode, text: impl Into<String>) -> AmqpError {
-        AmqpError { code, text: text.into(), class_id: 0, method_id: 0 }
+        AmqpError {
+            code,
+            text: text.into(),
+            class_id: 0,
+            method_id: 0,
+        }
     }
 
     /// Records the method that caused the error, for the close frame.

@@ -72,8 +72,11 @@ struct FileUser {
 }
 
 fn load_file(path: &Option<PathBuf>) -> Result<FileConfig, String> {
-    let Some(path) = path else { return Ok(FileConfig::default()) };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("invalid config file {}: {e}", path.display()))
 }
 
@@ -86,9 +89,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let level = args.log_level.clone().or(file.log_level.clone()).unwrap_or_else(|| "info".into());
+    let level = args
+        .log_level
+        .clone()
+        .or(file.log_level.clone())
+        .unwrap_or_else(|| "info".into());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&level).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&level).unwrap_or_else(|_| "info".into()),
+        )
         .init();
 
     let mut config = BrokerConfig::default();
@@ -109,12 +118,21 @@ fn main() -> ExitCode {
         limits.max_connections = v;
     }
     if let Some(users) = file.users {
-        config.users = users.into_iter().map(|u| UserConfig { name: u.name, password: u.password }).collect();
+        config.users = users
+            .into_iter()
+            .map(|u| UserConfig {
+                name: u.name,
+                password: u.password,
+            })
+            .collect();
     }
     if let Some(vhosts) = file.vhosts {
         config.vhosts = vhosts;
     }
-    let data_dir = args.data_dir.or(file.data_dir).unwrap_or_else(|| "./warren-data".into());
+    let data_dir = args
+        .data_dir
+        .or(file.data_dir)
+        .unwrap_or_else(|| "./warren-data".into());
     let fsync = args.fsync.or(file.fsync).unwrap_or_else(|| "always".into());
     tracing::info!(%data_dir, %fsync, "durable storage settings (persistence is not wired in yet)");
 
@@ -123,7 +141,10 @@ fn main() -> ExitCode {
         listen = file.listen.unwrap_or_else(|| vec!["127.0.0.1:5672".into()]);
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("warren: cannot start the runtime: {e}");
@@ -147,7 +168,10 @@ fn main() -> ExitCode {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(mut int), Ok(mut term)) => {
             tokio::select! {
                 _ = int.recv() => {}

@@ -37,8 +37,15 @@ struct TxBuffer {
 
 #[derive(Clone, Copy)]
 enum AckOp {
-    Ack { tag: u64, multiple: bool },
-    Reject { tag: u64, multiple: bool, requeue: bool },
+    Ack {
+        tag: u64,
+        multiple: bool,
+    },
+    Reject {
+        tag: u64,
+        multiple: bool,
+        requeue: bool,
+    },
 }
 
 pub enum ChannelMode {
@@ -77,16 +84,20 @@ impl Channel {
     }
 
     fn reply(&self, method: Method) {
-        self.link.conn.outbox.push(Outbound::Method { channel: self.id(), method });
+        self.link.conn.outbox.push(Outbound::Method {
+            channel: self.id(),
+            method,
+        });
     }
-
 
     /// Resolves an empty queue name to the last queue declared on the channel.
     fn queue_name(&self, name: &ShortStr) -> Result<ShortStr, AmqpError> {
         if !name.is_empty() {
             return Ok(name.clone());
         }
-        self.last_queue.clone().ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+        self.last_queue
+            .clone()
+            .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
     }
 
     fn queue(&self, ctx: &SessionCtx, name: &ShortStr) -> Result<Arc<Queue>, AmqpError> {
@@ -109,7 +120,9 @@ impl Channel {
                 if !f.active {
                     return Err(AmqpError::not_implemented("active=false"));
                 }
-                self.reply(Method::ChannelFlowOk(warren_protocol::ChannelFlowOk { active: true }));
+                self.reply(Method::ChannelFlowOk(warren_protocol::ChannelFlowOk {
+                    active: true,
+                }));
                 Ok(())
             }
             Method::ChannelFlowOk(_) => Ok(()),
@@ -158,7 +171,10 @@ impl Channel {
             Method::QueuePurge(m) => {
                 let queue = self.queue(ctx, &m.queue)?;
                 let message_count = queue.purge();
-                self.reply_unless(m.no_wait, Method::QueuePurgeOk(QueuePurgeOk { message_count }));
+                self.reply_unless(
+                    m.no_wait,
+                    Method::QueuePurgeOk(QueuePurgeOk { message_count }),
+                );
                 Ok(())
             }
             Method::QueueDelete(m) => {
@@ -171,12 +187,18 @@ impl Channel {
                         ctx.vhost.delete_queue(&queue)
                     }
                 };
-                self.reply_unless(m.no_wait, Method::QueueDeleteOk(QueueDeleteOk { message_count }));
+                self.reply_unless(
+                    m.no_wait,
+                    Method::QueueDeleteOk(QueueDeleteOk { message_count }),
+                );
                 Ok(())
             }
             Method::BasicQos(m) => {
                 if m.prefetch_size != 0 {
-                    return Err(AmqpError::not_implemented(format!("prefetch_size!=0 ({})", m.prefetch_size)));
+                    return Err(AmqpError::not_implemented(format!(
+                        "prefetch_size!=0 ({})",
+                        m.prefetch_size
+                    )));
                 }
                 let count = u32::from(m.prefetch_count);
                 if m.global {
@@ -199,7 +221,9 @@ impl Channel {
                     }
                 }
                 if !m.no_wait {
-                    self.reply(Method::BasicCancelOk(warren_protocol::BasicCancelOk { consumer_tag: m.consumer_tag }));
+                    self.reply(Method::BasicCancelOk(warren_protocol::BasicCancelOk {
+                        consumer_tag: m.consumer_tag,
+                    }));
                 }
                 Ok(())
             }
@@ -223,13 +247,20 @@ impl Channel {
                 });
                 Ok(())
             }
-            Method::BasicAck(m) => self.ack_op(AckOp::Ack { tag: m.delivery_tag, multiple: m.multiple }),
-            Method::BasicReject(m) => {
-                self.ack_op(AckOp::Reject { tag: m.delivery_tag, multiple: false, requeue: m.requeue })
-            }
-            Method::BasicNack(m) => {
-                self.ack_op(AckOp::Reject { tag: m.delivery_tag, multiple: m.multiple, requeue: m.requeue })
-            }
+            Method::BasicAck(m) => self.ack_op(AckOp::Ack {
+                tag: m.delivery_tag,
+                multiple: m.multiple,
+            }),
+            Method::BasicReject(m) => self.ack_op(AckOp::Reject {
+                tag: m.delivery_tag,
+                multiple: false,
+                requeue: m.requeue,
+            }),
+            Method::BasicNack(m) => self.ack_op(AckOp::Reject {
+                tag: m.delivery_tag,
+                multiple: m.multiple,
+                requeue: m.requeue,
+            }),
             Method::BasicRecover(m) => {
                 self.recover(m.requeue)?;
                 self.reply(Method::BasicRecoverOk);
@@ -239,7 +270,9 @@ impl Channel {
             Method::ConfirmSelect(m) => {
                 match self.mode {
                     ChannelMode::Tx => {
-                        return Err(AmqpError::precondition("cannot switch from tx to confirm mode"));
+                        return Err(AmqpError::precondition(
+                            "cannot switch from tx to confirm mode",
+                        ));
                     }
                     ChannelMode::Plain => self.mode = ChannelMode::Confirm { next_seq: 1 },
                     ChannelMode::Confirm { .. } => {}
@@ -249,7 +282,9 @@ impl Channel {
             }
             Method::TxSelect => {
                 if let ChannelMode::Confirm { .. } = self.mode {
-                    return Err(AmqpError::precondition("cannot switch from confirm to tx mode"));
+                    return Err(AmqpError::precondition(
+                        "cannot switch from confirm to tx mode",
+                    ));
                 }
                 self.mode = ChannelMode::Tx;
                 self.reply(Method::TxSelectOk);
@@ -273,7 +308,10 @@ impl Channel {
                 self.reply(Method::TxRollbackOk);
                 Ok(())
             }
-            other => Err(AmqpError::command_invalid(format!("unexpected method {} on a channel", other.name()))),
+            other => Err(AmqpError::command_invalid(format!(
+                "unexpected method {} on a channel",
+                other.name()
+            ))),
         }
     }
 
@@ -290,7 +328,11 @@ impl Channel {
         }
     }
 
-    fn exchange_declare(&mut self, ctx: &mut SessionCtx, m: ExchangeDeclare) -> Result<(), AmqpError> {
+    fn exchange_declare(
+        &mut self,
+        ctx: &mut SessionCtx,
+        m: ExchangeDeclare,
+    ) -> Result<(), AmqpError> {
         if m.passive {
             ctx.vhost.exchange(&m.exchange)?;
         } else {
@@ -324,7 +366,12 @@ impl Channel {
         Ok(x)
     }
 
-    fn exchange_bind(&mut self, ctx: &mut SessionCtx, m: ExchangeBind, bind: bool) -> Result<(), AmqpError> {
+    fn exchange_bind(
+        &mut self,
+        ctx: &mut SessionCtx,
+        m: ExchangeBind,
+        bind: bool,
+    ) -> Result<(), AmqpError> {
         let source = self.bindable_exchange(ctx, &m.source)?;
         let destination = self.bindable_exchange(ctx, &m.destination)?;
         let dest = Destination::Exchange(destination);
@@ -374,11 +421,22 @@ impl Channel {
         Ok(())
     }
 
-    fn basic_consume(&mut self, ctx: &mut SessionCtx, m: warren_protocol::BasicConsume) -> Result<(), AmqpError> {
+    fn basic_consume(
+        &mut self,
+        ctx: &mut SessionCtx,
+        m: warren_protocol::BasicConsume,
+    ) -> Result<(), AmqpError> {
         let queue = self.queue(ctx, &m.queue)?;
-        let tag = if m.consumer_tag.is_empty() { names::generate("amq.ctag-") } else { m.consumer_tag.clone() };
+        let tag = if m.consumer_tag.is_empty() {
+            names::generate("amq.ctag-")
+        } else {
+            m.consumer_tag.clone()
+        };
         if self.link.find_consumer(&tag).is_some() {
-            return Err(AmqpError::not_allowed(format!("attempt to reuse consumer tag {}", q(&tag))));
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag {}",
+                q(&tag)
+            )));
         }
         let priority = match m.arguments.get("x-priority") {
             None => 0,
@@ -427,10 +485,16 @@ impl Channel {
     fn apply_ack(&mut self, op: AckOp) -> Result<(), AmqpError> {
         let (tag, multiple, requeue) = match op {
             AckOp::Ack { tag, multiple } => (tag, multiple, None),
-            AckOp::Reject { tag, multiple, requeue } => (tag, multiple, Some(requeue)),
+            AckOp::Reject {
+                tag,
+                multiple,
+                requeue,
+            } => (tag, multiple, Some(requeue)),
         };
         let Some(taken) = self.link.take_unacked(tag, multiple) else {
-            return Err(AmqpError::precondition(format!("unknown delivery tag {tag}")));
+            return Err(AmqpError::precondition(format!(
+                "unknown delivery tag {tag}"
+            )));
         };
         match requeue {
             Some(true) => requeue_all(taken),
@@ -453,12 +517,20 @@ impl Channel {
     }
 
     /// A content header frame arrived.
-    pub fn on_header(&mut self, ctx: &mut SessionCtx, header: ContentHeader) -> Result<(), AmqpError> {
+    pub fn on_header(
+        &mut self,
+        ctx: &mut SessionCtx,
+        header: ContentHeader,
+    ) -> Result<(), AmqpError> {
         let Some(p) = self.pending.as_mut() else {
-            return Err(AmqpError::unexpected_frame("unexpected content header frame"));
+            return Err(AmqpError::unexpected_frame(
+                "unexpected content header frame",
+            ));
         };
         if p.header.is_some() {
-            return Err(AmqpError::unexpected_frame("expected content body, got content header"));
+            return Err(AmqpError::unexpected_frame(
+                "expected content body, got content header",
+            ));
         }
         if header.class_id != 60 {
             return Err(AmqpError::unexpected_frame(format!(
@@ -487,7 +559,9 @@ impl Channel {
             return Err(AmqpError::unexpected_frame("unexpected content body frame"));
         };
         let Some(header) = &p.header else {
-            return Err(AmqpError::unexpected_frame("expected content header, got content body"));
+            return Err(AmqpError::unexpected_frame(
+                "expected content header, got content body",
+            ));
         };
         let total = header.body_size;
         p.received += payload.len() as u64;
@@ -515,8 +589,12 @@ impl Channel {
     }
 
     fn finish_publish(&mut self, ctx: &mut SessionCtx) -> Result<(), AmqpError> {
-        let Some(p) = self.pending.take() else { return Ok(()) };
-        let Some(header) = p.header else { return Ok(()) };
+        let Some(p) = self.pending.take() else {
+            return Ok(());
+        };
+        let Some(header) = p.header else {
+            return Ok(());
+        };
         let body = p.single.unwrap_or_else(|| p.body.freeze());
         let msg = Arc::new(Message {
             exchange: p.method.exchange.clone(),
@@ -567,7 +645,12 @@ impl Channel {
             _ => None,
         };
         let exchange = self.publish_exchange(ctx, &publish.exchange)?;
-        ctx.vhost.route(&exchange, &publish.routing_key, msg.properties.headers.as_ref(), &mut self.scratch);
+        ctx.vhost.route(
+            &exchange,
+            &publish.routing_key,
+            msg.properties.headers.as_ref(),
+            &mut self.scratch,
+        );
         let mut routed = false;
         for queue in self.scratch.queues.drain(..) {
             routed |= queue.push(msg.clone());
@@ -581,7 +664,11 @@ impl Channel {
             });
         }
         if let Some(seq) = confirm_seq {
-            self.link.conn.outbox.push(Outbound::Confirm { channel: self.id(), delivery_tag: seq, ack: true });
+            self.link.conn.outbox.push(Outbound::Confirm {
+                channel: self.id(),
+                delivery_tag: seq,
+                ack: true,
+            });
         }
         Ok(())
     }
@@ -616,4 +703,3 @@ fn group_by_queue(unacked: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Entry>)> {
     }
     groups
 }
-

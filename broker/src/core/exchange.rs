@@ -28,7 +28,10 @@ impl ExchangeKind {
             b"fanout" => Ok(ExchangeKind::Fanout),
             b"topic" => Ok(ExchangeKind::Topic),
             b"headers" => Ok(ExchangeKind::Headers),
-            _ => Err(AmqpError::command_invalid(format!("invalid exchange type {}", q(kind)))),
+            _ => Err(AmqpError::command_invalid(format!(
+                "invalid exchange type {}",
+                q(kind)
+            ))),
         }
     }
 
@@ -111,7 +114,12 @@ impl Exchange {
             .arguments
             .get("alternate-exchange")
             .and_then(|v| v.as_str().and_then(|s| ShortStr::try_from(s).ok()));
-        Arc::new(Exchange { name, options, alternate, bindings: RwLock::new(Bindings::default()) })
+        Arc::new(Exchange {
+            name,
+            options,
+            alternate,
+            bindings: RwLock::new(Bindings::default()),
+        })
     }
 
     pub fn kind(&self) -> ExchangeKind {
@@ -121,22 +129,39 @@ impl Exchange {
     /// Adds a binding; binding twice is a no-op, as in RabbitMQ.
     pub fn bind(&self, destination: Destination, routing_key: ShortStr, arguments: FieldTable) {
         let mut b = self.bindings.write();
-        if b.all.iter().any(|x| x.same(&destination, &routing_key, &arguments)) {
+        if b.all
+            .iter()
+            .any(|x| x.same(&destination, &routing_key, &arguments))
+        {
             return;
         }
         let topic = (self.kind() == ExchangeKind::Topic).then(|| TopicPattern::new(&routing_key));
-        let binding = Binding { destination, routing_key: routing_key.clone(), arguments, topic };
+        let binding = Binding {
+            destination,
+            routing_key: routing_key.clone(),
+            arguments,
+            topic,
+        };
         if self.kind() == ExchangeKind::Direct {
-            b.by_key.entry(routing_key).or_default().push(binding.clone());
+            b.by_key
+                .entry(routing_key)
+                .or_default()
+                .push(binding.clone());
         }
         b.all.push(binding);
     }
 
     /// Removes a binding; true if it existed.
-    pub fn unbind(&self, destination: &Destination, routing_key: &ShortStr, arguments: &FieldTable) -> bool {
+    pub fn unbind(
+        &self,
+        destination: &Destination,
+        routing_key: &ShortStr,
+        arguments: &FieldTable,
+    ) -> bool {
         let mut b = self.bindings.write();
         let before = b.all.len();
-        b.all.retain(|x| !x.same(destination, routing_key, arguments));
+        b.all
+            .retain(|x| !x.same(destination, routing_key, arguments));
         if let Some(v) = b.by_key.get_mut(routing_key) {
             v.retain(|x| !x.same(destination, routing_key, arguments));
             if v.is_empty() {
@@ -162,10 +187,14 @@ impl Exchange {
         !self.bindings.read().all.is_empty()
     }
 
-
     /// Adds to `out` the queues this exchange (and exchanges bound to it)
     /// routes a message to. Each queue appears once; exchange cycles end.
-    pub fn route(self: &Arc<Exchange>, key: &ShortStr, headers: Option<&FieldTable>, out: &mut RouteScratch) {
+    pub fn route(
+        self: &Arc<Exchange>,
+        key: &ShortStr,
+        headers: Option<&FieldTable>,
+        out: &mut RouteScratch,
+    ) {
         out.exchanges.clear();
         out.exchanges.push(self.clone());
         let mut i = 0;

@@ -64,7 +64,10 @@ impl ChannelLink {
         ChannelLink {
             id,
             conn,
-            state: Mutex::new(Deliveries { next_tag: 1, ..Default::default() }),
+            state: Mutex::new(Deliveries {
+                next_tag: 1,
+                ..Default::default()
+            }),
             global_prefetch: AtomicU32::new(0),
             global_unacked: AtomicU32::new(0),
             closed: AtomicBool::new(false),
@@ -98,7 +101,12 @@ impl ChannelLink {
         if !consumer.no_ack {
             consumer.unacked.fetch_add(1, Ordering::Relaxed);
             self.global_unacked.fetch_add(1, Ordering::Relaxed);
-            st.unacked.push_back(Unacked { tag, queue: queue.clone(), entry, consumer: Some(consumer.clone()) });
+            st.unacked.push_back(Unacked {
+                tag,
+                queue: queue.clone(),
+                entry,
+                consumer: Some(consumer.clone()),
+            });
         }
         self.conn.outbox.push(out);
     }
@@ -117,7 +125,12 @@ impl ChannelLink {
         };
         if !no_ack {
             self.global_unacked.fetch_add(1, Ordering::Relaxed);
-            st.unacked.push_back(Unacked { tag, queue: queue.clone(), entry, consumer: None });
+            st.unacked.push_back(Unacked {
+                tag,
+                queue: queue.clone(),
+                entry,
+                consumer: None,
+            });
         }
         self.conn.outbox.push(out);
     }
@@ -166,7 +179,12 @@ impl ChannelLink {
     }
 
     pub fn find_consumer(&self, tag: &ShortStr) -> Option<Arc<Consumer>> {
-        self.state.lock().consumers.iter().find(|c| &c.tag == tag).cloned()
+        self.state
+            .lock()
+            .consumers
+            .iter()
+            .find(|c| &c.tag == tag)
+            .cloned()
     }
 
     pub fn remove_consumer(&self, tag: &ShortStr) -> Option<Arc<Consumer>> {
@@ -211,7 +229,16 @@ impl Consumer {
         prefetch: u32,
         priority: i32,
     ) -> Consumer {
-        Consumer { tag, channel, no_ack, exclusive, prefetch, priority, queue, unacked: AtomicU32::new(0) }
+        Consumer {
+            tag,
+            channel,
+            no_ack,
+            exclusive,
+            prefetch,
+            priority,
+            queue,
+            unacked: AtomicU32::new(0),
+        }
     }
 
     /// Whether this consumer may take one more message now.

@@ -18,7 +18,6 @@ pub struct Message {
 }
 
 impl Message {
-
     /// Rough bytes this message costs in an outbox: body plus frame overhead.
     pub fn wire_size(&self) -> usize {
         self.body.len() + self.raw_properties.len() + 64

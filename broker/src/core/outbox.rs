@@ -18,22 +18,46 @@ use super::queue::Queue;
 /// One item for the client.
 #[derive(Debug)]
 pub enum Outbound {
-    Method { channel: u16, method: Method },
-    Deliver { channel: u16, consumer_tag: ShortStr, delivery_tag: u64, redelivered: bool, msg: Arc<Message> },
-    GetOk { channel: u16, delivery_tag: u64, redelivered: bool, message_count: u32, msg: Arc<Message> },
-    Return { channel: u16, reply_code: u16, reply_text: ShortStr, msg: Arc<Message> },
+    Method {
+        channel: u16,
+        method: Method,
+    },
+    Deliver {
+        channel: u16,
+        consumer_tag: ShortStr,
+        delivery_tag: u64,
+        redelivered: bool,
+        msg: Arc<Message>,
+    },
+    GetOk {
+        channel: u16,
+        delivery_tag: u64,
+        redelivered: bool,
+        message_count: u32,
+        msg: Arc<Message>,
+    },
+    Return {
+        channel: u16,
+        reply_code: u16,
+        reply_text: ShortStr,
+        msg: Arc<Message>,
+    },
     /// A publisher confirm; runs of these on one channel are merged into one
     /// `multiple` ack by the writer since confirms are issued in order.
-    Confirm { channel: u16, delivery_tag: u64, ack: bool },
+    Confirm {
+        channel: u16,
+        delivery_tag: u64,
+        ack: bool,
+    },
     Heartbeat,
 }
 
 impl Outbound {
     fn cost(&self) -> usize {
         match self {
-            Outbound::Deliver { msg, .. } | Outbound::GetOk { msg, .. } | Outbound::Return { msg, .. } => {
-                msg.wire_size()
-            }
+            Outbound::Deliver { msg, .. }
+            | Outbound::GetOk { msg, .. }
+            | Outbound::Return { msg, .. } => msg.wire_size(),
             _ => 32,
         }
     }
@@ -57,7 +81,11 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(high_water: usize) -> Outbox {
-        Outbox { inner: Mutex::new(Inner::default()), notify: Notify::new(), high_water }
+        Outbox {
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+            high_water,
+        }
     }
 
     pub fn push(&self, item: Outbound) {
@@ -116,7 +144,6 @@ impl Outbox {
     pub async fn notified(&self) {
         self.notify.notified().await
     }
-
 
     /// No more items are accepted; wakes the writer so it can finish.
     pub fn close(&self) {

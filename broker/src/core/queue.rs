@@ -50,7 +50,13 @@ pub struct Queue {
 
 impl Queue {
     pub fn new(name: ShortStr, vhost: String, options: QueueOptions) -> Arc<Queue> {
-        Arc::new_cyclic(|me| Queue { name, vhost, options, me: me.clone(), state: Mutex::new(State::default()) })
+        Arc::new_cyclic(|me| Queue {
+            name,
+            vhost,
+            options,
+            me: me.clone(),
+            state: Mutex::new(State::default()),
+        })
     }
 
     pub fn describe(&self) -> String {
@@ -85,7 +91,11 @@ impl Queue {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.ready.push_back(Entry { msg, seq, redelivered: false });
+        st.ready.push_back(Entry {
+            msg,
+            seq,
+            redelivered: false,
+        });
         if !st.consumers.is_empty() {
             self.dispatch_locked(&mut st);
         }
@@ -101,8 +111,12 @@ impl Queue {
     fn dispatch_locked(&self, st: &mut State) {
         let Some(me) = self.me.upgrade() else { return };
         while !st.ready.is_empty() {
-            let Some(i) = self.pick_consumer(st) else { break };
-            let Some(entry) = st.ready.pop_front() else { break };
+            let Some(i) = self.pick_consumer(st) else {
+                break;
+            };
+            let Some(entry) = st.ready.pop_front() else {
+                break;
+            };
             let c = st.consumers[i].clone();
             c.channel.deliver(&me, &c, entry);
         }
@@ -135,9 +149,13 @@ impl Queue {
 
     /// basic.get: hands the head message to `channel`. False when empty.
     pub fn get(&self, channel: &ChannelLink, no_ack: bool) -> bool {
-        let Some(me) = self.me.upgrade() else { return false };
+        let Some(me) = self.me.upgrade() else {
+            return false;
+        };
         let mut st = self.state.lock();
-        let Some(entry) = st.ready.pop_front() else { return false };
+        let Some(entry) = st.ready.pop_front() else {
+            return false;
+        };
         let remaining = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
         channel.get_ok(&me, entry, no_ack, remaining);
         true
@@ -167,7 +185,10 @@ impl Queue {
             return Err(AmqpError::not_found(format!("no {}", self.describe())));
         }
         if st.consumers.iter().any(|o| o.exclusive) || (c.exclusive && !st.consumers.is_empty()) {
-            return Err(AmqpError::access_refused(format!("{} in exclusive use", self.describe())));
+            return Err(AmqpError::access_refused(format!(
+                "{} in exclusive use",
+                self.describe()
+            )));
         }
         st.consumers.push(c);
         st.had_consumer = true;
@@ -206,10 +227,16 @@ impl Queue {
     pub fn check_delete(&self, if_unused: bool, if_empty: bool) -> Result<(), AmqpError> {
         let st = self.state.lock();
         if if_unused && !st.consumers.is_empty() {
-            return Err(AmqpError::precondition(format!("{} in use", self.describe())));
+            return Err(AmqpError::precondition(format!(
+                "{} in use",
+                self.describe()
+            )));
         }
         if if_empty && !st.ready.is_empty() {
-            return Err(AmqpError::precondition(format!("{} not empty", self.describe())));
+            return Err(AmqpError::precondition(format!(
+                "{} not empty",
+                self.describe()
+            )));
         }
         Ok(())
     }
@@ -223,5 +250,4 @@ impl Queue {
         st.ready.clear();
         (n, std::mem::take(&mut st.consumers))
     }
-
 }

@@ -51,11 +51,19 @@ pub struct Session {
 
 impl Session {
     pub fn new(ctx: SessionCtx, channel_max: u16) -> Session {
-        Session { ctx, channels: HashMap::new(), channel_max, channel_errors: HashMap::new() }
+        Session {
+            ctx,
+            channels: HashMap::new(),
+            channel_max,
+            channel_errors: HashMap::new(),
+        }
     }
 
     fn push(&self, channel: u16, method: Method) {
-        self.ctx.link.outbox.push(Outbound::Method { channel, method });
+        self.ctx
+            .link
+            .outbox
+            .push(Outbound::Method { channel, method });
     }
 
     /// Handles one frame. An `Err` is a connection-level exception: the
@@ -63,11 +71,14 @@ impl Session {
     pub fn handle_frame(&mut self, frame: Frame) -> Result<SessionStatus, AmqpError> {
         match frame {
             Frame::Heartbeat { channel: 0 } => Ok(SessionStatus::Running),
-            Frame::Heartbeat { .. } => Err(AmqpError::frame_error("heartbeat frame on a non-zero channel")),
+            Frame::Heartbeat { .. } => Err(AmqpError::frame_error(
+                "heartbeat frame on a non-zero channel",
+            )),
             Frame::Method { channel: 0, method } => self.connection_method(method),
             Frame::Method { channel, method } => {
                 let (class_id, method_id) = (method.class_id(), method.method_id());
-                self.channel_method(channel, method).map_err(|e| e.caused_by(class_id, method_id))?;
+                self.channel_method(channel, method)
+                    .map_err(|e| e.caused_by(class_id, method_id))?;
                 Ok(SessionStatus::Running)
             }
             Frame::Header { channel, header } => {
@@ -93,7 +104,9 @@ impl Session {
                 Ok(SessionStatus::Running)
             }
             // Blocking notifications from a client mean nothing to us.
-            Method::ConnectionBlocked(_) | Method::ConnectionUnblocked => Ok(SessionStatus::Running),
+            Method::ConnectionBlocked(_) | Method::ConnectionUnblocked => {
+                Ok(SessionStatus::Running)
+            }
             other => Err(AmqpError::command_invalid(format!(
                 "unexpected method {} on channel 0",
                 other.name()
@@ -112,14 +125,18 @@ impl Session {
                     )));
                 }
                 let link = Arc::new(ChannelLink::new(id, self.ctx.link.clone()));
-                self.channels.insert(id, ChannelSlot::Open(Box::new(Channel::new(link))));
+                self.channels
+                    .insert(id, ChannelSlot::Open(Box::new(Channel::new(link))));
                 self.push(id, Method::ChannelOpenOk);
                 Ok(())
             }
-            (None, m) => Err(AmqpError::channel_error(format!("expected 'channel.open' on channel {id}, got {}", m.name()))),
-            (Some(ChannelSlot::Open(_)), Method::ChannelOpen) => {
-                Err(AmqpError::channel_error(format!("second 'channel.open' seen on channel {id}")))
-            }
+            (None, m) => Err(AmqpError::channel_error(format!(
+                "expected 'channel.open' on channel {id}, got {}",
+                m.name()
+            ))),
+            (Some(ChannelSlot::Open(_)), Method::ChannelOpen) => Err(AmqpError::channel_error(
+                format!("second 'channel.open' seen on channel {id}"),
+            )),
             (Some(ChannelSlot::Closing), Method::ChannelCloseOk | Method::ChannelClose(_)) => {
                 self.channels.remove(&id);
                 self.channel_errors.remove(&id);
@@ -152,12 +169,18 @@ impl Session {
                 self.on_channel_result(id, result)
             }
             Some(ChannelSlot::Closing) => Ok(()),
-            None => Err(AmqpError::channel_error(format!("expected 'channel.open' on channel {id}"))),
+            None => Err(AmqpError::channel_error(format!(
+                "expected 'channel.open' on channel {id}"
+            ))),
         }
     }
 
     /// A soft error closes just the channel; a hard one goes up.
-    fn on_channel_result(&mut self, id: u16, result: Result<(), AmqpError>) -> Result<(), AmqpError> {
+    fn on_channel_result(
+        &mut self,
+        id: u16,
+        result: Result<(), AmqpError>,
+    ) -> Result<(), AmqpError> {
         let err = match result {
             Ok(()) => return Ok(()),
             Err(e) if e.is_connection_level() => return Err(e),
@@ -171,7 +194,8 @@ impl Session {
             id,
             Method::ChannelClose(ChannelClose {
                 reply_code: err.code.code(),
-                reply_text: warren_protocol::ShortStr::try_from(err.reply_text()).unwrap_or_default(),
+                reply_text: warren_protocol::ShortStr::try_from(err.reply_text())
+                    .unwrap_or_default(),
                 class_id: err.class_id,
                 method_id: err.method_id,
             }),

@@ -49,29 +49,28 @@ impl VHost {
             };
             exchanges.insert(name.clone(), Exchange::new(name, opts));
         }
-        Arc::new(VHost { name: name.to_string(), exchanges: RwLock::new(exchanges), queues: RwLock::default() })
+        Arc::new(VHost {
+            name: name.to_string(),
+            exchanges: RwLock::new(exchanges),
+            queues: RwLock::default(),
+        })
     }
 
     pub fn exchange(&self, name: &ShortStr) -> Result<Arc<Exchange>, AmqpError> {
-        self.exchanges
-            .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| AmqpError::not_found(format!("no exchange {} in vhost '{}'", q(name), self.name)))
+        self.exchanges.read().get(name).cloned().ok_or_else(|| {
+            AmqpError::not_found(format!("no exchange {} in vhost '{}'", q(name), self.name))
+        })
     }
 
     pub fn queue(&self, name: &ShortStr) -> Result<Arc<Queue>, AmqpError> {
-        self.queues
-            .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| AmqpError::not_found(format!("no queue {} in vhost '{}'", q(name), self.name)))
+        self.queues.read().get(name).cloned().ok_or_else(|| {
+            AmqpError::not_found(format!("no queue {} in vhost '{}'", q(name), self.name))
+        })
     }
 
     pub fn find_queue(&self, name: &ShortStr) -> Option<Arc<Queue>> {
         self.queues.read().get(name).cloned()
     }
-
 
     fn exchanges_snapshot(&self) -> Vec<Arc<Exchange>> {
         self.exchanges.read().values().cloned().collect()
@@ -82,9 +81,15 @@ impl VHost {
     }
 
     /// exchange.declare (active). Passive declares use [`VHost::exchange`].
-    pub fn declare_exchange(&self, name: ShortStr, opts: ExchangeOptions) -> Result<Arc<Exchange>, AmqpError> {
+    pub fn declare_exchange(
+        &self,
+        name: ShortStr,
+        opts: ExchangeOptions,
+    ) -> Result<Arc<Exchange>, AmqpError> {
         if name.is_empty() {
-            return Err(AmqpError::access_refused("operation not permitted on the default exchange"));
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
         }
         let mut map = self.exchanges.write();
         if let Some(x) = map.get(&name) {
@@ -110,7 +115,11 @@ impl VHost {
         Ok(x)
     }
 
-    fn check_equivalent_exchange(&self, x: &Exchange, opts: &ExchangeOptions) -> Result<(), AmqpError> {
+    fn check_equivalent_exchange(
+        &self,
+        x: &Exchange,
+        opts: &ExchangeOptions,
+    ) -> Result<(), AmqpError> {
         let d = self.describe_exchange(&x.name);
         let cur = &x.options;
         if cur.kind != opts.kind {
@@ -152,7 +161,10 @@ impl VHost {
                 return Ok(());
             };
             if if_unused && x.has_bindings() {
-                return Err(AmqpError::precondition(format!("{} in use", self.describe_exchange(name))));
+                return Err(AmqpError::precondition(format!(
+                    "{} in use",
+                    self.describe_exchange(name)
+                )));
             }
             map.remove(name);
             x
@@ -190,9 +202,10 @@ impl VHost {
     fn check_equivalent_queue(&self, queue: &Queue, opts: &QueueOptions) -> Result<(), AmqpError> {
         let d = queue.describe();
         let cur = &queue.options;
-        for (arg, received, current) in
-            [("durable", opts.durable, cur.durable), ("auto_delete", opts.auto_delete, cur.auto_delete)]
-        {
+        for (arg, received, current) in [
+            ("durable", opts.durable, cur.durable),
+            ("auto_delete", opts.auto_delete, cur.auto_delete),
+        ] {
             if received != current {
                 return Err(AmqpError::precondition(format!(
                     "inequivalent arg '{arg}' for {d}: received '{}' but current is '{}'",
@@ -238,7 +251,13 @@ impl VHost {
 
     /// Routes a message published to `exchange`, following exchange-to-exchange
     /// bindings and alternate exchanges. Result in `scratch.queues`.
-    pub fn route(&self, exchange: &Arc<Exchange>, key: &ShortStr, headers: Option<&FieldTable>, scratch: &mut RouteScratch) {
+    pub fn route(
+        &self,
+        exchange: &Arc<Exchange>,
+        key: &ShortStr,
+        headers: Option<&FieldTable>,
+        scratch: &mut RouteScratch,
+    ) {
         scratch.queues.clear();
         if exchange.kind() == ExchangeKind::Default {
             if let Some(queue) = self.queues.read().get(key) {
@@ -251,7 +270,13 @@ impl VHost {
         let mut current = exchange.clone();
         let mut hops = 0;
         while scratch.queues.is_empty() && hops < 8 {
-            let Some(alt) = current.alternate.as_ref().and_then(|n| self.exchange(n).ok()) else { break };
+            let Some(alt) = current
+                .alternate
+                .as_ref()
+                .and_then(|n| self.exchange(n).ok())
+            else {
+                break;
+            };
             if Arc::ptr_eq(&alt, exchange) {
                 break;
             }
@@ -267,7 +292,11 @@ impl VHost {
 pub fn cancel_from_server(c: &Arc<super::link::Consumer>) {
     c.channel.remove_consumer(&c.tag);
     let link = &c.channel.conn;
-    if link.consumer_cancel_notify.load(std::sync::atomic::Ordering::Relaxed) && !c.channel.is_closed() {
+    if link
+        .consumer_cancel_notify
+        .load(std::sync::atomic::Ordering::Relaxed)
+        && !c.channel.is_closed()
+    {
         link.outbox.push(super::outbox::Outbound::Method {
             channel: c.channel.id,
             method: warren_protocol::Method::BasicCancel(warren_protocol::BasicCancel {
@@ -279,7 +308,11 @@ pub fn cancel_from_server(c: &Arc<super::link::Consumer>) {
 }
 
 /// Compares declare arguments as RabbitMQ does: every argument must match.
-fn check_equivalent_args(what: &str, current: &FieldTable, received: &FieldTable) -> Result<(), AmqpError> {
+fn check_equivalent_args(
+    what: &str,
+    current: &FieldTable,
+    received: &FieldTable,
+) -> Result<(), AmqpError> {
     let cur = current.to_btree();
     let rec = received.to_btree();
     for key in cur.keys().chain(rec.keys()) {
@@ -299,7 +332,10 @@ fn check_equivalent_args(what: &str, current: &FieldTable, received: &FieldTable
 fn describe_value(v: Option<&FieldValue>) -> String {
     match v {
         None => "none".to_string(),
-        Some(FieldValue::LongStr(s)) => format!("the value '{}' of type 'longstr'", String::from_utf8_lossy(s.as_bytes())),
+        Some(FieldValue::LongStr(s)) => format!(
+            "the value '{}' of type 'longstr'",
+            String::from_utf8_lossy(s.as_bytes())
+        ),
         Some(FieldValue::Bool(b)) => format!("the value '{}' of type 'bool'", bool_text(*b)),
         Some(v) => match v.as_i64() {
             Some(n) => format!("the value '{n}' of type 'signedint'"),

@@ -8,9 +8,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use warren_protocol::{
-    BasicAck, BasicCancel, BasicConsume, BasicGet, BasicNack, BasicProperties, BasicPublish, BasicQos, BasicReject,
-    ConfirmSelect, ContentHeader, ExchangeBind, ExchangeDeclare, ExchangeDelete, ExchangeUnbind, FieldTable, Frame,
-    Method, QueueBind, QueueDeclare, QueueDelete, QueuePurge, QueueUnbind, ShortStr,
+    BasicAck, BasicCancel, BasicConsume, BasicGet, BasicNack, BasicProperties, BasicPublish,
+    BasicQos, BasicReject, ConfirmSelect, ContentHeader, ExchangeBind, ExchangeDeclare,
+    ExchangeDelete, ExchangeUnbind, FieldTable, Frame, Method, QueueBind, QueueDeclare,
+    QueueDelete, QueuePurge, QueueUnbind, ShortStr,
 };
 
 use super::connection::ConnInner;
@@ -98,23 +99,42 @@ pub struct Delivery {
 
 impl Delivery {
     fn feed(&self, method: Method) -> Result<(), AmqpError> {
-        let conn = self.conn.upgrade().ok_or_else(|| AmqpError::channel_error("connection closed"))?;
-        conn.feed(self.channel, Frame::Method { channel: self.channel, method })
+        let conn = self
+            .conn
+            .upgrade()
+            .ok_or_else(|| AmqpError::channel_error("connection closed"))?;
+        conn.feed(
+            self.channel,
+            Frame::Method {
+                channel: self.channel,
+                method,
+            },
+        )
     }
 
     /// Acknowledges this message.
     pub async fn ack(&self) -> Result<(), AmqpError> {
-        self.feed(Method::BasicAck(BasicAck { delivery_tag: self.delivery_tag, multiple: false }))
+        self.feed(Method::BasicAck(BasicAck {
+            delivery_tag: self.delivery_tag,
+            multiple: false,
+        }))
     }
 
     /// Rejects this message, putting it back in its queue if `requeue`.
     pub async fn nack(&self, requeue: bool) -> Result<(), AmqpError> {
-        self.feed(Method::BasicNack(BasicNack { delivery_tag: self.delivery_tag, multiple: false, requeue }))
+        self.feed(Method::BasicNack(BasicNack {
+            delivery_tag: self.delivery_tag,
+            multiple: false,
+            requeue,
+        }))
     }
 
     /// basic.reject: like [`Delivery::nack`] for one message.
     pub async fn reject(&self, requeue: bool) -> Result<(), AmqpError> {
-        self.feed(Method::BasicReject(BasicReject { delivery_tag: self.delivery_tag, requeue }))
+        self.feed(Method::BasicReject(BasicReject {
+            delivery_tag: self.delivery_tag,
+            requeue,
+        }))
     }
 }
 
@@ -155,8 +175,13 @@ impl Confirmation {
     /// Waits for the confirm and any basic.return that came before it.
     pub async fn outcome(self) -> Result<ConfirmOutcome, AmqpError> {
         match self.rx {
-            None => Ok(ConfirmOutcome { ack: true, returned: None }),
-            Some(rx) => rx.await.map_err(|_| AmqpError::channel_error("channel closed before the confirm")),
+            None => Ok(ConfirmOutcome {
+                ack: true,
+                returned: None,
+            }),
+            Some(rx) => rx
+                .await
+                .map_err(|_| AmqpError::channel_error("channel closed before the confirm")),
         }
     }
 }
@@ -167,9 +192,10 @@ impl Future for Confirmation {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.rx.as_mut() {
             None => Poll::Ready(Ok(true)),
-            Some(rx) => Pin::new(rx)
-                .poll(cx)
-                .map(|r| r.map(|o| o.ack).map_err(|_| AmqpError::channel_error("channel closed before the confirm"))),
+            Some(rx) => Pin::new(rx).poll(cx).map(|r| {
+                r.map(|o| o.ack)
+                    .map_err(|_| AmqpError::channel_error("channel closed before the confirm"))
+            }),
         }
     }
 }
@@ -189,7 +215,13 @@ pub struct Channel {
 
 impl Channel {
     pub(crate) fn new(conn: Arc<ConnInner>, id: u16) -> Channel {
-        Channel { inner: Arc::new(ChannelInner { conn, id, confirm_seq: parking_lot::Mutex::new(None) }) }
+        Channel {
+            inner: Arc::new(ChannelInner {
+                conn,
+                id,
+                confirm_seq: parking_lot::Mutex::new(None),
+            }),
+        }
     }
 
     pub fn id(&self) -> u16 {
@@ -198,7 +230,13 @@ impl Channel {
 
     fn feed(&self, method: Method) -> Result<(), AmqpError> {
         self.check_open()?;
-        self.inner.conn.feed(self.inner.id, Frame::Method { channel: self.inner.id, method })
+        self.inner.conn.feed(
+            self.inner.id,
+            Frame::Method {
+                channel: self.inner.id,
+                method,
+            },
+        )
     }
 
     fn check_open(&self) -> Result<(), AmqpError> {
@@ -212,14 +250,32 @@ impl Channel {
         }
     }
 
-    async fn rpc(&self, method: Method, pending: impl FnOnce(super::router::ReplyTx) -> Pending) -> Result<Reply, AmqpError> {
+    async fn rpc(
+        &self,
+        method: Method,
+        pending: impl FnOnce(super::router::ReplyTx) -> Pending,
+    ) -> Result<Reply, AmqpError> {
         self.check_open()?;
         let (tx, rx) = oneshot::channel();
-        if let Some(ch) = self.inner.conn.routes.lock().channels.get_mut(&self.inner.id) {
+        if let Some(ch) = self
+            .inner
+            .conn
+            .routes
+            .lock()
+            .channels
+            .get_mut(&self.inner.id)
+        {
             ch.pending.push_back(pending(tx));
         }
-        self.inner.conn.feed(self.inner.id, Frame::Method { channel: self.inner.id, method })?;
-        rx.await.map_err(|_| AmqpError::channel_error("channel closed"))?
+        self.inner.conn.feed(
+            self.inner.id,
+            Frame::Method {
+                channel: self.inner.id,
+                method,
+            },
+        )?;
+        rx.await
+            .map_err(|_| AmqpError::channel_error("channel closed"))?
     }
 
     pub(crate) async fn call(&self, method: Method) -> Result<Method, AmqpError> {
@@ -251,9 +307,13 @@ impl Channel {
     }
 
     pub async fn exchange_delete(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
-        self.call(Method::ExchangeDelete(ExchangeDelete { exchange: short(name)?, if_unused, no_wait: false }))
-            .await
-            .map(drop)
+        self.call(Method::ExchangeDelete(ExchangeDelete {
+            exchange: short(name)?,
+            if_unused,
+            no_wait: false,
+        }))
+        .await
+        .map(drop)
     }
 
     pub async fn exchange_bind(
@@ -319,7 +379,13 @@ impl Channel {
         }
     }
 
-    pub async fn queue_bind(&self, queue: &str, exchange: &str, routing_key: &str, arguments: FieldTable) -> Result<(), AmqpError> {
+    pub async fn queue_bind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: FieldTable,
+    ) -> Result<(), AmqpError> {
         self.call(Method::QueueBind(QueueBind {
             queue: short(queue)?,
             exchange: short(exchange)?,
@@ -331,7 +397,13 @@ impl Channel {
         .map(drop)
     }
 
-    pub async fn queue_unbind(&self, queue: &str, exchange: &str, routing_key: &str, arguments: FieldTable) -> Result<(), AmqpError> {
+    pub async fn queue_unbind(
+        &self,
+        queue: &str,
+        exchange: &str,
+        routing_key: &str,
+        arguments: FieldTable,
+    ) -> Result<(), AmqpError> {
         self.call(Method::QueueUnbind(QueueUnbind {
             queue: short(queue)?,
             exchange: short(exchange)?,
@@ -344,14 +416,24 @@ impl Channel {
 
     /// Removes every ready message; returns how many.
     pub async fn queue_purge(&self, queue: &str) -> Result<u32, AmqpError> {
-        match self.call(Method::QueuePurge(QueuePurge { queue: short(queue)?, no_wait: false })).await? {
+        match self
+            .call(Method::QueuePurge(QueuePurge {
+                queue: short(queue)?,
+                no_wait: false,
+            }))
+            .await?
+        {
             Method::QueuePurgeOk(ok) => Ok(ok.message_count),
             _ => Err(AmqpError::internal("unexpected reply to queue.purge")),
         }
     }
 
     /// Deletes a queue; returns how many messages it held.
-    pub async fn queue_delete(&self, queue: &str, options: QueueDeleteOptions) -> Result<u32, AmqpError> {
+    pub async fn queue_delete(
+        &self,
+        queue: &str,
+        options: QueueDeleteOptions,
+    ) -> Result<u32, AmqpError> {
         let m = Method::QueueDelete(QueueDelete {
             queue: short(queue)?,
             if_unused: options.if_unused,
@@ -367,12 +449,19 @@ impl Channel {
     /// basic.qos: `global` applies the limit to the whole channel, otherwise
     /// to each consumer created afterwards (as RabbitMQ does).
     pub async fn basic_qos(&self, prefetch_count: u16, global: bool) -> Result<(), AmqpError> {
-        self.call(Method::BasicQos(BasicQos { prefetch_size: 0, prefetch_count, global })).await.map(drop)
+        self.call(Method::BasicQos(BasicQos {
+            prefetch_size: 0,
+            prefetch_count,
+            global,
+        }))
+        .await
+        .map(drop)
     }
 
     /// Puts the channel in confirm mode.
     pub async fn confirm_select(&self) -> Result<(), AmqpError> {
-        self.call(Method::ConfirmSelect(ConfirmSelect { no_wait: false })).await?;
+        self.call(Method::ConfirmSelect(ConfirmSelect { no_wait: false }))
+            .await?;
         let mut seq = self.inner.confirm_seq.lock();
         if seq.is_none() {
             *seq = Some(1);
@@ -399,7 +488,12 @@ impl Channel {
         self.publish_raw(publish, properties, body)
     }
 
-    fn publish_raw(&self, publish: BasicPublish, properties: BasicProperties, body: Bytes) -> Result<Confirmation, AmqpError> {
+    fn publish_raw(
+        &self,
+        publish: BasicPublish,
+        properties: BasicProperties,
+        body: Bytes,
+    ) -> Result<Confirmation, AmqpError> {
         self.check_open()?;
         let id = self.inner.id;
         let rx = {
@@ -418,17 +512,44 @@ impl Channel {
         };
         let size = body.len() as u64;
         let conn = &self.inner.conn;
-        conn.feed(id, Frame::Method { channel: id, method: Method::BasicPublish(publish) })?;
-        let header = ContentHeader { class_id: 60, body_size: size, properties, raw_properties: Bytes::new() };
-        conn.feed(id, Frame::Header { channel: id, header })?;
+        conn.feed(
+            id,
+            Frame::Method {
+                channel: id,
+                method: Method::BasicPublish(publish),
+            },
+        )?;
+        let header = ContentHeader {
+            class_id: 60,
+            body_size: size,
+            properties,
+            raw_properties: Bytes::new(),
+        };
+        conn.feed(
+            id,
+            Frame::Header {
+                channel: id,
+                header,
+            },
+        )?;
         if size > 0 {
-            conn.feed(id, Frame::Body { channel: id, payload: body })?;
+            conn.feed(
+                id,
+                Frame::Body {
+                    channel: id,
+                    payload: body,
+                },
+            )?;
         }
         Ok(Confirmation { rx })
     }
 
     /// Starts a consumer; its deliveries come as a stream.
-    pub async fn basic_consume(&self, queue: &str, options: ConsumeOptions) -> Result<Consumer, AmqpError> {
+    pub async fn basic_consume(
+        &self,
+        queue: &str,
+        options: ConsumeOptions,
+    ) -> Result<Consumer, AmqpError> {
         let (tx, rx) = mpsc::channel(1024);
         let m = Method::BasicConsume(BasicConsume {
             queue: short(queue)?,
@@ -440,36 +561,70 @@ impl Channel {
             arguments: options.arguments,
         });
         match self.rpc(m, |reply| Pending::Consume(tx, reply)).await? {
-            Reply::Method(Method::BasicConsumeOk(ok)) => Ok(Consumer { tag: ok.consumer_tag.to_string(), rx }),
+            Reply::Method(Method::BasicConsumeOk(ok)) => Ok(Consumer {
+                tag: ok.consumer_tag.to_string(),
+                rx,
+            }),
             _ => Err(AmqpError::internal("unexpected reply to basic.consume")),
         }
     }
 
     /// Cancels a consumer; its stream ends.
     pub async fn basic_cancel(&self, consumer_tag: &str) -> Result<(), AmqpError> {
-        self.call(Method::BasicCancel(BasicCancel { consumer_tag: short(consumer_tag)?, no_wait: false }))
-            .await
-            .map(drop)
+        self.call(Method::BasicCancel(BasicCancel {
+            consumer_tag: short(consumer_tag)?,
+            no_wait: false,
+        }))
+        .await
+        .map(drop)
     }
 
     /// Fetches one message, or `None` when the queue is empty.
-    pub async fn basic_get(&self, queue: &str, no_ack: bool) -> Result<Option<Delivery>, AmqpError> {
-        match self.rpc(Method::BasicGet(BasicGet { queue: short(queue)?, no_ack }), Pending::Reply).await? {
+    pub async fn basic_get(
+        &self,
+        queue: &str,
+        no_ack: bool,
+    ) -> Result<Option<Delivery>, AmqpError> {
+        match self
+            .rpc(
+                Method::BasicGet(BasicGet {
+                    queue: short(queue)?,
+                    no_ack,
+                }),
+                Pending::Reply,
+            )
+            .await?
+        {
             Reply::Get(d) => Ok(d),
             Reply::Method(_) => Err(AmqpError::internal("unexpected reply to basic.get")),
         }
     }
 
     pub async fn basic_ack(&self, delivery_tag: u64, multiple: bool) -> Result<(), AmqpError> {
-        self.feed(Method::BasicAck(BasicAck { delivery_tag, multiple }))
+        self.feed(Method::BasicAck(BasicAck {
+            delivery_tag,
+            multiple,
+        }))
     }
 
-    pub async fn basic_nack(&self, delivery_tag: u64, multiple: bool, requeue: bool) -> Result<(), AmqpError> {
-        self.feed(Method::BasicNack(BasicNack { delivery_tag, multiple, requeue }))
+    pub async fn basic_nack(
+        &self,
+        delivery_tag: u64,
+        multiple: bool,
+        requeue: bool,
+    ) -> Result<(), AmqpError> {
+        self.feed(Method::BasicNack(BasicNack {
+            delivery_tag,
+            multiple,
+            requeue,
+        }))
     }
 
     pub async fn basic_reject(&self, delivery_tag: u64, requeue: bool) -> Result<(), AmqpError> {
-        self.feed(Method::BasicReject(BasicReject { delivery_tag, requeue }))
+        self.feed(Method::BasicReject(BasicReject {
+            delivery_tag,
+            requeue,
+        }))
     }
 
     /// Messages returned as unroutable so far (mandatory publishes), oldest first.
@@ -505,7 +660,14 @@ impl Channel {
             method_id: 0,
         });
         let r = self.call(close).await.map(drop);
-        if let Some(ch) = self.inner.conn.routes.lock().channels.get_mut(&self.inner.id) {
+        if let Some(ch) = self
+            .inner
+            .conn
+            .routes
+            .lock()
+            .channels
+            .get_mut(&self.inner.id)
+        {
             ch.close(AmqpError::channel_error("channel closed"));
         }
         r

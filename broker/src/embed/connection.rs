@@ -39,7 +39,10 @@ impl ConnInner {
         }
         if let Some(e) = session.take_channel_error(channel) {
             // Finish the close handshake on the client's behalf.
-            let _ = session.handle_frame(Frame::Method { channel, method: Method::ChannelCloseOk });
+            let _ = session.handle_frame(Frame::Method {
+                channel,
+                method: Method::ChannelCloseOk,
+            });
             if let Some(ch) = self.routes.lock().channels.get_mut(&channel) {
                 ch.close(e.clone());
             }
@@ -86,7 +89,10 @@ impl Broker {
     /// Opens an in-process connection to a vhost.
     pub async fn connect_vhost(&self, vhost: &str) -> Result<Connection, AmqpError> {
         if *self.shared.shutdown.borrow() {
-            return Err(AmqpError::new(ReplyCode::ConnectionForced, "broker shutdown"));
+            return Err(AmqpError::new(
+                ReplyCode::ConnectionForced,
+                "broker shutdown",
+            ));
         }
         let Some(vh) = self.shared.vhosts.get(vhost).cloned() else {
             return Err(AmqpError::not_allowed(format!("vhost {vhost} not found")));
@@ -119,7 +125,10 @@ impl Broker {
             let _guard = guard;
             let _ = shutdown.wait_for(|s| *s).await;
             if let Some(inner) = weak.upgrade() {
-                inner.routes.lock().close_all(AmqpError::new(ReplyCode::ConnectionForced, "broker shutdown"));
+                inner.routes.lock().close_all(AmqpError::new(
+                    ReplyCode::ConnectionForced,
+                    "broker shutdown",
+                ));
                 inner.close();
             }
         });
@@ -134,7 +143,11 @@ impl Connection {
         if id == 0 {
             return Err(AmqpError::not_allowed("no free channel numbers"));
         }
-        self.inner.routes.lock().channels.insert(id, ChannelRoutes::default());
+        self.inner
+            .routes
+            .lock()
+            .channels
+            .insert(id, ChannelRoutes::default());
         let ch = Channel::new(self.inner.clone(), id);
         ch.call(Method::ChannelOpen).await?;
         Ok(ch)

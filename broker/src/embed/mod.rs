@@ -31,8 +31,8 @@ mod connection;
 mod router;
 
 pub use channel::{
-    Channel, Confirmation, ConsumeOptions, Consumer, Delivery, ExchangeDeclareOptions, PublishOptions,
-    QueueDeclareOptions, QueueDeleteOptions, QueueInfo, Returned,
+    Channel, Confirmation, ConsumeOptions, Consumer, Delivery, ExchangeDeclareOptions,
+    PublishOptions, QueueDeclareOptions, QueueDeleteOptions, QueueInfo, Returned,
 };
 pub use connection::Connection;
 
@@ -42,5 +42,6 @@ use warren_protocol::ShortStr;
 /// Converts a name for the wire types; names over 255 bytes are refused as
 /// RabbitMQ's parser would refuse them.
 pub(crate) fn short(s: &str) -> Result<ShortStr, AmqpError> {
-    ShortStr::try_from(s).map_err(|_| AmqpError::syntax_error(format!("name longer than 255 bytes: {s:.40}…")))
+    ShortStr::try_from(s)
+        .map_err(|_| AmqpError::syntax_error(format!("name longer than 255 bytes: {s:.40}…")))
 }

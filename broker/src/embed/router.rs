@@ -107,7 +107,11 @@ fn delivery(
 }
 
 /// Runs until the connection's outbox is closed and drained.
-pub(crate) async fn run(link: Arc<ConnectionLink>, routes: Arc<Mutex<Routes>>, conn: Weak<ConnInner>) {
+pub(crate) async fn run(
+    link: Arc<ConnectionLink>,
+    routes: Arc<Mutex<Routes>>,
+    conn: Weak<ConnInner>,
+) {
     let mut batch = VecDeque::new();
     loop {
         link.outbox.drain_into(&mut batch);
@@ -124,23 +128,32 @@ pub(crate) async fn run(link: Arc<ConnectionLink>, routes: Arc<Mutex<Routes>>, c
         }
         link.outbox.written(cost);
     }
-    routes.lock().close_all(AmqpError::new(ReplyCode::ConnectionForced, "connection closed"));
+    routes.lock().close_all(AmqpError::new(
+        ReplyCode::ConnectionForced,
+        "connection closed",
+    ));
 }
 
 async fn route_one(item: Outbound, routes: &Mutex<Routes>, conn: &Weak<ConnInner>) {
     let sender = {
         let mut r = routes.lock();
         match item {
-            Outbound::Method { channel: 0, method: Method::ConnectionClose(c) } => {
+            Outbound::Method {
+                channel: 0,
+                method: Method::ConnectionClose(c),
+            } => {
                 let code = ReplyCode::from_u16(c.reply_code).unwrap_or(ReplyCode::ConnectionForced);
                 r.close_all(AmqpError::new(code, c.reply_text.to_string_lossy()));
                 return;
             }
             Outbound::Method { channel, method } => {
-                let Some(ch) = r.channels.get_mut(&channel) else { return };
+                let Some(ch) = r.channels.get_mut(&channel) else {
+                    return;
+                };
                 match method {
                     Method::ChannelClose(c) => {
-                        let code = ReplyCode::from_u16(c.reply_code).unwrap_or(ReplyCode::InternalError);
+                        let code =
+                            ReplyCode::from_u16(c.reply_code).unwrap_or(ReplyCode::InternalError);
                         ch.close(AmqpError::new(code, c.reply_text.to_string_lossy()));
                     }
                     // The server cancelled a consumer (its queue was deleted).
@@ -169,19 +182,54 @@ async fn route_one(item: Outbound, routes: &Mutex<Routes>, conn: &Weak<ConnInner
                 }
                 return;
             }
-            Outbound::Deliver { channel, consumer_tag, delivery_tag, redelivered, msg } => {
-                let Some(ch) = r.channels.get_mut(&channel) else { return };
-                let Some(tx) = ch.consumers.get(&consumer_tag).cloned() else { return };
-                (tx, delivery(conn, channel, Some(consumer_tag), delivery_tag, redelivered, &msg))
+            Outbound::Deliver {
+                channel,
+                consumer_tag,
+                delivery_tag,
+                redelivered,
+                msg,
+            } => {
+                let Some(ch) = r.channels.get_mut(&channel) else {
+                    return;
+                };
+                let Some(tx) = ch.consumers.get(&consumer_tag).cloned() else {
+                    return;
+                };
+                (
+                    tx,
+                    delivery(
+                        conn,
+                        channel,
+                        Some(consumer_tag),
+                        delivery_tag,
+                        redelivered,
+                        &msg,
+                    ),
+                )
             }
-            Outbound::GetOk { channel, delivery_tag, redelivered, msg, .. } => {
+            Outbound::GetOk {
+                channel,
+                delivery_tag,
+                redelivered,
+                msg,
+                ..
+            } => {
                 let d = delivery(conn, channel, None, delivery_tag, redelivered, &msg);
-                if let Some(Pending::Reply(tx)) = r.channels.get_mut(&channel).and_then(|ch| ch.pending.pop_front()) {
+                if let Some(Pending::Reply(tx)) = r
+                    .channels
+                    .get_mut(&channel)
+                    .and_then(|ch| ch.pending.pop_front())
+                {
                     let _ = tx.send(Ok(Reply::Get(Some(d))));
                 }
                 return;
             }
-            Outbound::Return { channel, reply_code, reply_text, msg } => {
+            Outbound::Return {
+                channel,
+                reply_code,
+                reply_text,
+                msg,
+            } => {
                 if let Some(ch) = r.channels.get_mut(&channel) {
                     let ret = Returned {
                         reply_code,
@@ -196,7 +244,11 @@ async fn route_one(item: Outbound, routes: &Mutex<Routes>, conn: &Weak<ConnInner
                 }
                 return;
             }
-            Outbound::Confirm { channel, delivery_tag, ack } => {
+            Outbound::Confirm {
+                channel,
+                delivery_tag,
+                ack,
+            } => {
                 if let Some(ch) = r.channels.get_mut(&channel) {
                     let returned = ch.last_return.take();
                     while let Some((seq, _)) = ch.confirms.front() {
@@ -206,7 +258,11 @@ async fn route_one(item: Outbound, routes: &Mutex<Routes>, conn: &Weak<ConnInner
                         if let Some((seq, tx)) = ch.confirms.pop_front() {
                             let outcome = ConfirmOutcome {
                                 ack,
-                                returned: if seq == delivery_tag { returned.clone() } else { None },
+                                returned: if seq == delivery_tag {
+                                    returned.clone()
+                                } else {
+                                    None
+                                },
                             };
                             let _ = tx.send(outcome);
                         }

@@ -24,21 +24,27 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: SocketAddr) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let negotiated =
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake::negotiate(&shared, &mut socket, &mut buf)).await {
-            Ok(Ok(n)) => n,
-            Ok(Err(HandshakeError::Amqp(e))) => {
-                tracing::info!(%peer, error = %e, "handshake refused");
-                handshake::send_close(&mut socket, &e).await;
-                return;
-            }
-            Ok(Err(HandshakeError::Io(e))) => {
-                tracing::debug!(%peer, error = %e, "handshake failed");
-                return;
-            }
-            Ok(Err(HandshakeError::Silent)) | Err(_) => return,
-        };
-    let Some(vhost) = shared.vhosts.get(&negotiated.vhost).cloned() else { return };
+    let negotiated = match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake::negotiate(&shared, &mut socket, &mut buf),
+    )
+    .await
+    {
+        Ok(Ok(n)) => n,
+        Ok(Err(HandshakeError::Amqp(e))) => {
+            tracing::info!(%peer, error = %e, "handshake refused");
+            handshake::send_close(&mut socket, &e).await;
+            return;
+        }
+        Ok(Err(HandshakeError::Io(e))) => {
+            tracing::debug!(%peer, error = %e, "handshake failed");
+            return;
+        }
+        Ok(Err(HandshakeError::Silent)) | Err(_) => return,
+    };
+    let Some(vhost) = shared.vhosts.get(&negotiated.vhost).cloned() else {
+        return;
+    };
     tracing::info!(%peer, user = %negotiated.user, vhost = %negotiated.vhost, "connection open");
 
     let link = Arc::new(ConnectionLink {
@@ -57,8 +63,12 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
     let (mut reader, write_half) = socket.into_split();
     // The writer sends a heartbeat when idle for half the interval, so the
     // peer hears from us well within its own timeout.
-    let writer =
-        tokio::spawn(writer::run(link.clone(), write_half, negotiated.frame_max, negotiated.heartbeat.map(|h| h / 2)));
+    let writer = tokio::spawn(writer::run(
+        link.clone(),
+        write_half,
+        negotiated.frame_max,
+        negotiated.heartbeat.map(|h| h / 2),
+    ));
     // A peer silent for two heartbeat intervals is gone.
     let read_timeout = negotiated.heartbeat.map(|h| h * 2);
     let mut shutdown = shared.shutdown.subscribe();
@@ -87,7 +97,9 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
         }
         let read = async {
             match read_timeout {
-                Some(t) => tokio::time::timeout(t, reader.read_buf(&mut buf)).await.ok(),
+                Some(t) => tokio::time::timeout(t, reader.read_buf(&mut buf))
+                    .await
+                    .ok(),
                 None => Some(reader.read_buf(&mut buf).await),
             }
         };
@@ -119,7 +131,11 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
             });
             link.outbox.close();
             // Wait briefly for close-ok, dropping anything else the client sends.
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, await_close_ok(&mut reader, &mut buf, negotiated.frame_max)).await;
+            let _ = tokio::time::timeout(
+                CLOSE_TIMEOUT,
+                await_close_ok(&mut reader, &mut buf, negotiated.frame_max),
+            )
+            .await;
         }
     }
     // Requeue, cancel, delete exclusive queues before the socket goes.
@@ -135,7 +151,11 @@ enum Ending {
     Error(AmqpError),
 }
 
-async fn await_close_ok(reader: &mut tokio::net::tcp::OwnedReadHalf, buf: &mut BytesMut, frame_max: u32) {
+async fn await_close_ok(
+    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+    frame_max: u32,
+) {
     loop {
         loop {
             match decode_frame(buf, frame_max) {

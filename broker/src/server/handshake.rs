@@ -77,13 +77,20 @@ async fn send<W: AsyncWrite + Unpin>(w: &mut W, method: Method) -> std::io::Resu
 }
 
 /// Reads the next method on channel 0 (heartbeats are skipped).
-async fn recv<R: AsyncRead + Unpin>(r: &mut R, buf: &mut BytesMut, frame_max: u32) -> Result<Method, HandshakeError> {
+async fn recv<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    frame_max: u32,
+) -> Result<Method, HandshakeError> {
     loop {
         match decode_frame(buf, frame_max) {
             Ok(Some(Frame::Method { channel: 0, method })) => return Ok(method),
             Ok(Some(Frame::Heartbeat { .. })) => continue,
             Ok(Some(_)) => {
-                return Err(AmqpError::unexpected_frame("expected a connection method during the handshake").into())
+                return Err(AmqpError::unexpected_frame(
+                    "expected a connection method during the handshake",
+                )
+                .into())
             }
             Ok(None) => {}
             Err(e) => return Err(AmqpError::new(e.reply_code(), e.to_string()).into()),
@@ -94,7 +101,11 @@ async fn recv<R: AsyncRead + Unpin>(r: &mut R, buf: &mut BytesMut, frame_max: u3
     }
 }
 
-fn check_credentials(shared: &BrokerShared, mechanism: &ShortStr, response: &LongStr) -> Result<String, AmqpError> {
+fn check_credentials(
+    shared: &BrokerShared,
+    mechanism: &ShortStr,
+    response: &LongStr,
+) -> Result<String, AmqpError> {
     let (user, pass) = match mechanism.as_bytes() {
         b"PLAIN" => {
             // authzid NUL authcid NUL password
@@ -124,7 +135,11 @@ fn check_credentials(shared: &BrokerShared, mechanism: &ShortStr, response: &Lon
             )))
         }
     };
-    let ok = shared.config.users.iter().any(|u| u.name.as_bytes() == user && u.password.as_bytes() == pass);
+    let ok = shared
+        .config
+        .users
+        .iter()
+        .any(|u| u.name.as_bytes() == user && u.password.as_bytes() == pass);
     if ok {
         Ok(String::from_utf8_lossy(&user).into_owned())
     } else {
@@ -176,14 +191,22 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let caps = start_ok.client_properties.get("capabilities");
     let cap = |name: &str| {
-        caps.as_ref().and_then(FieldValue::as_table).and_then(|t| t.get(name)).and_then(|v| v.as_bool()).unwrap_or(false)
+        caps.as_ref()
+            .and_then(FieldValue::as_table)
+            .and_then(|t| t.get(name))
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
     };
     let user = match check_credentials(shared, &start_ok.mechanism, &start_ok.response) {
         Ok(u) => u,
         Err(e) => {
             tracing::warn!(error = %e, "login refused");
             // Only clients that asked for it are told; others see the socket close.
-            return Err(if cap("authentication_failure_close") { e.into() } else { HandshakeError::Silent });
+            return Err(if cap("authentication_failure_close") {
+                e.into()
+            } else {
+                HandshakeError::Silent
+            });
         }
     };
     let consumer_cancel_notify = cap("consumer_cancel_notify");
@@ -191,7 +214,11 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     let heartbeat_secs = u16::try_from(limits.heartbeat.as_secs()).unwrap_or(u16::MAX);
     send(
         socket,
-        Method::ConnectionTune(ConnectionTune { channel_max: limits.channel_max, frame_max, heartbeat: heartbeat_secs }),
+        Method::ConnectionTune(ConnectionTune {
+            channel_max: limits.channel_max,
+            frame_max,
+            heartbeat: heartbeat_secs,
+        }),
     )
     .await?;
     let Method::ConnectionTuneOk(tune) = recv(socket, buf, frame_max).await? else {
@@ -219,8 +246,16 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
         ))
         .into());
     }
-    let channel_max = if tune.channel_max == 0 { limits.channel_max } else { tune.channel_max };
-    let frame_max = if tune.frame_max == 0 { frame_max } else { tune.frame_max };
+    let channel_max = if tune.channel_max == 0 {
+        limits.channel_max
+    } else {
+        tune.channel_max
+    };
+    let frame_max = if tune.frame_max == 0 {
+        frame_max
+    } else {
+        tune.frame_max
+    };
     let heartbeat = (tune.heartbeat != 0).then(|| Duration::from_secs(u64::from(tune.heartbeat)));
 
     let Method::ConnectionOpen(open) = recv(socket, buf, frame_max).await? else {
@@ -231,7 +266,14 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(AmqpError::not_allowed(format!("vhost {vhost} not found")).into());
     }
     send(socket, Method::ConnectionOpenOk).await?;
-    Ok(Negotiated { vhost, channel_max, frame_max, heartbeat, consumer_cancel_notify, user })
+    Ok(Negotiated {
+        vhost,
+        channel_max,
+        frame_max,
+        heartbeat,
+        consumer_cancel_notify,
+        user,
+    })
 }
 
 /// Tells the peer why the connection ends; best effort.

@@ -12,7 +12,11 @@ use tokio::sync::mpsc;
 
 use crate::broker::BrokerShared;
 
-pub(crate) async fn accept_loop(shared: Arc<BrokerShared>, listener: TcpListener, _guard: mpsc::Sender<()>) {
+pub(crate) async fn accept_loop(
+    shared: Arc<BrokerShared>,
+    listener: TcpListener,
+    _guard: mpsc::Sender<()>,
+) {
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         let accepted = tokio::select! {
@@ -33,7 +37,9 @@ pub(crate) async fn accept_loop(shared: Arc<BrokerShared>, listener: TcpListener
             drop(socket);
             continue;
         }
-        let Some(guard) = shared.task_guard() else { break };
+        let Some(guard) = shared.task_guard() else {
+            break;
+        };
         let _ = socket.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use warren_protocol::{
-    encode_body_frames, encode_header_frame, encode_header_frame_raw, encode_heartbeat, encode_method_frame, BasicAck,
-    BasicDeliver, BasicGetOk, BasicNack, BasicReturn, Method,
+    encode_body_frames, encode_header_frame, encode_header_frame_raw, encode_heartbeat,
+    encode_method_frame, BasicAck, BasicDeliver, BasicGetOk, BasicNack, BasicReturn, Method,
 };
 
 use crate::core::link::ConnectionLink;
@@ -33,7 +33,10 @@ pub async fn run<W: AsyncWrite + Unpin>(
             }
             match heartbeat {
                 Some(hb) => {
-                    if tokio::time::timeout(hb, link.outbox.notified()).await.is_err() {
+                    if tokio::time::timeout(hb, link.outbox.notified())
+                        .await
+                        .is_err()
+                    {
                         batch.push_back(Outbound::Heartbeat);
                     }
                 }
@@ -59,7 +62,13 @@ fn encode_batch(batch: &mut VecDeque<Outbound>, buf: &mut BytesMut, frame_max: u
     while let Some(item) = batch.pop_front() {
         match item {
             Outbound::Method { channel, method } => encode_method_frame(buf, channel, &method),
-            Outbound::Deliver { channel, consumer_tag, delivery_tag, redelivered, msg } => {
+            Outbound::Deliver {
+                channel,
+                consumer_tag,
+                delivery_tag,
+                redelivered,
+                msg,
+            } => {
                 let m = Method::BasicDeliver(BasicDeliver {
                     consumer_tag,
                     delivery_tag,
@@ -69,7 +78,13 @@ fn encode_batch(batch: &mut VecDeque<Outbound>, buf: &mut BytesMut, frame_max: u
                 });
                 encode_content(buf, channel, &m, &msg, frame_max);
             }
-            Outbound::GetOk { channel, delivery_tag, redelivered, message_count, msg } => {
+            Outbound::GetOk {
+                channel,
+                delivery_tag,
+                redelivered,
+                message_count,
+                msg,
+            } => {
                 let m = Method::BasicGetOk(BasicGetOk {
                     delivery_tag,
                     redelivered,
@@ -79,7 +94,12 @@ fn encode_batch(batch: &mut VecDeque<Outbound>, buf: &mut BytesMut, frame_max: u
                 });
                 encode_content(buf, channel, &m, &msg, frame_max);
             }
-            Outbound::Return { channel, reply_code, reply_text, msg } => {
+            Outbound::Return {
+                channel,
+                reply_code,
+                reply_text,
+                msg,
+            } => {
                 let m = Method::BasicReturn(BasicReturn {
                     reply_code,
                     reply_text,
@@ -88,11 +108,20 @@ fn encode_batch(batch: &mut VecDeque<Outbound>, buf: &mut BytesMut, frame_max: u
                 });
                 encode_content(buf, channel, &m, &msg, frame_max);
             }
-            Outbound::Confirm { channel, mut delivery_tag, ack } => {
+            Outbound::Confirm {
+                channel,
+                mut delivery_tag,
+                ack,
+            } => {
                 // Confirms on a channel go out in order, so a run of them
                 // can be one `multiple` frame covering the highest tag.
                 let mut multiple = false;
-                while let Some(Outbound::Confirm { channel: c, delivery_tag: t, ack: a }) = batch.front() {
+                while let Some(Outbound::Confirm {
+                    channel: c,
+                    delivery_tag: t,
+                    ack: a,
+                }) = batch.front()
+                {
                     if *c != channel || *a != ack {
                         break;
                     }
@@ -101,9 +130,16 @@ fn encode_batch(batch: &mut VecDeque<Outbound>, buf: &mut BytesMut, frame_max: u
                     batch.pop_front();
                 }
                 let m = if ack {
-                    Method::BasicAck(BasicAck { delivery_tag, multiple })
+                    Method::BasicAck(BasicAck {
+                        delivery_tag,
+                        multiple,
+                    })
                 } else {
-                    Method::BasicNack(BasicNack { delivery_tag, multiple, requeue: false })
+                    Method::BasicNack(BasicNack {
+                        delivery_tag,
+                        multiple,
+                        requeue: false,
+                    })
                 };
                 encode_method_frame(buf, channel, &m);
             }
@@ -112,7 +148,13 @@ fn encode_batch(batch: &mut VecDeque<Outbound>, buf: &mut BytesMut, frame_max: u
     }
 }
 
-fn encode_content(buf: &mut BytesMut, channel: u16, method: &Method, msg: &Message, frame_max: u32) {
+fn encode_content(
+    buf: &mut BytesMut,
+    channel: u16,
+    method: &Method,
+    msg: &Message,
+    frame_max: u32,
+) {
     encode_method_frame(buf, channel, method);
     let size = msg.body.len() as u64;
     if msg.raw_properties.is_empty() {
