@@ -78,3 +78,32 @@ impl DecodeError {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_texts_name_the_code() {
+        let e = DecodeError::FrameTooLarge {
+            size: 5000,
+            max: 4096,
+        };
+        assert_eq!(
+            e.reply_text(),
+            "FRAME_ERROR - frame size 5000 exceeds frame_max 4096"
+        );
+        assert_eq!(
+            DecodeError::InvalidFieldType(b'?').reply_text(),
+            "SYNTAX_ERROR - unknown field value type '?' (0x3f)"
+        );
+        assert_eq!(
+            DecodeError::UnknownMethod {
+                class_id: 60,
+                method_id: 41
+            }
+            .reply_text(),
+            "NOT_IMPLEMENTED - unknown method 60/41"
+        );
+    }
+}

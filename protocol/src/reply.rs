@@ -126,3 +126,31 @@ impl From<ReplyCode> for u16 {
         code.code()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_through_u16() {
+        for code in ReplyCode::ALL {
+            assert_eq!(ReplyCode::from_u16(code.code()), Some(code));
+        }
+        assert_eq!(ReplyCode::from_u16(999), None);
+        assert_eq!(ReplyCode::PreconditionFailed.code(), 406);
+        assert_eq!(ReplyCode::PreconditionFailed.name(), "PRECONDITION_FAILED");
+    }
+
+    #[test]
+    fn hard_and_soft_errors() {
+        let hard: Vec<u16> = ReplyCode::ALL
+            .iter()
+            .filter(|c| c.is_connection_level())
+            .map(|c| c.code())
+            .collect();
+        assert_eq!(
+            hard,
+            [320, 402, 501, 502, 503, 504, 505, 506, 530, 540, 541]
+        );
+    }
+}

@@ -268,3 +268,50 @@ impl fmt::Display for LongStr {
         fmt::Display::fmt(&String::from_utf8_lossy(&self.0), f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn shortstr_length_is_bounded() {
+        assert!(ShortStr::try_from("x".repeat(255)).is_ok());
+        assert_eq!(
+            ShortStr::try_from("x".repeat(256)),
+            Err(LengthError { len: 256, max: 255 })
+        );
+        assert!(ShortStr::new(Bytes::from(vec![0xff; 256])).is_err());
+    }
+
+    #[test]
+    fn shortstr_compares_with_str_and_shows_lossy() {
+        let s = ShortStr::from_static("amq.direct");
+        assert_eq!(s, "amq.direct");
+        assert_eq!("amq.direct", s);
+        assert_eq!(s.as_str(), Some("amq.direct"));
+        assert_eq!(s.len(), 10);
+        assert_eq!(format!("{s:?}"), "\"amq.direct\"");
+        let bad = ShortStr::try_from(&b"a\xffb"[..]).unwrap();
+        assert_eq!(bad.as_str(), None);
+        assert_eq!(bad.to_string_lossy(), "a\u{fffd}b");
+        assert_eq!(bad.to_string(), "a\u{fffd}b");
+        assert!(ShortStr::default().is_empty());
+    }
+
+    #[test]
+    fn shortstr_looks_up_by_bytes_in_maps() {
+        let mut map = std::collections::HashMap::new();
+        map.insert(ShortStr::from_static("q"), 1);
+        assert_eq!(map.get(&b"q"[..]), Some(&1));
+    }
+
+    #[test]
+    fn longstr_basics() {
+        let s = LongStr::from_static("PLAIN AMQPLAIN");
+        assert_eq!(s, "PLAIN AMQPLAIN");
+        assert_eq!(s.as_str(), Some("PLAIN AMQPLAIN"));
+        assert_eq!(LongStr::from(vec![0xff]).as_str(), None);
+        assert_eq!(LongStr::from("x").into_bytes(), Bytes::from_static(b"x"));
+    }
+}

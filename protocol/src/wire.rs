@@ -235,3 +235,33 @@ impl Wire for FieldTable {
         self.encode(w.buf());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn bits_pack_lsb_first_and_spill_into_a_new_octet_after_eight() {
+        let bits = [
+            true, false, true, true, false, false, false, false, true, true,
+        ];
+        let mut buf = BytesMut::new();
+        let mut w = Writer::new(&mut buf);
+        for bit in bits {
+            w.bit(bit);
+        }
+        7u8.write(&mut w);
+        w.bit(true);
+        assert_eq!(&buf[..], &[0b0000_1101, 0b0000_0011, 7, 1]);
+
+        let bytes = buf.freeze();
+        let mut r = Reader::new(&bytes);
+        for bit in bits {
+            assert_eq!(r.bit().unwrap(), bit);
+        }
+        assert_eq!(u8::read(&mut r).unwrap(), 7);
+        assert!(r.bit().unwrap());
+        r.finish().unwrap();
+    }
+}
