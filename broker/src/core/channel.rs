@@ -155,6 +155,9 @@ impl Channel {
             Method::QueueBind(m) => {
                 let queue = self.queue(ctx, &m.queue)?;
                 let x = self.bindable_exchange(ctx, &m.exchange)?;
+                if x.kind() == ExchangeKind::Headers {
+                    super::headers::validate_binding(&m.arguments)?;
+                }
                 x.bind(Destination::Queue(queue), m.routing_key, m.arguments);
                 self.reply_unless(m.no_wait, Method::QueueBindOk);
                 Ok(())
@@ -358,10 +361,9 @@ impl Channel {
     ) -> Result<Arc<super::exchange::Exchange>, AmqpError> {
         let x = ctx.vhost.exchange(name)?;
         if x.kind() == ExchangeKind::Default {
-            return Err(AmqpError::access_refused(format!(
-                "operation not permitted on the default exchange ({})",
-                q(name)
-            )));
+            return Err(AmqpError::access_refused(
+                "operation not permitted on the default exchange",
+            ));
         }
         Ok(x)
     }
@@ -595,6 +597,14 @@ impl Channel {
         let Some(header) = p.header else {
             return Ok(());
         };
+        if let (Some(user), Some(claimed)) = (&ctx.user, &header.properties.user_id) {
+            if claimed.as_bytes() != user.as_bytes() {
+                return Err(AmqpError::precondition(format!(
+                    "user_id property set to {} but authenticated user was '{user}'",
+                    q(claimed)
+                )));
+            }
+        }
         let body = p.single.unwrap_or_else(|| p.body.freeze());
         let msg = Arc::new(Message {
             exchange: p.method.exchange.clone(),

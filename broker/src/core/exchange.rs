@@ -29,7 +29,7 @@ impl ExchangeKind {
             b"topic" => Ok(ExchangeKind::Topic),
             b"headers" => Ok(ExchangeKind::Headers),
             _ => Err(AmqpError::command_invalid(format!(
-                "invalid exchange type {}",
+                "unknown exchange type {}",
                 q(kind)
             ))),
         }

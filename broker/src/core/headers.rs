@@ -2,6 +2,8 @@
 
 use warren_protocol::{FieldTable, FieldValue};
 
+use crate::error::AmqpError;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     All,
@@ -40,5 +42,18 @@ pub fn headers_match(binding: &FieldTable, headers: Option<&FieldTable>) -> bool
         // `all` with nothing to compare matches everything.
         Mode::All => true,
         Mode::Any => false,
+    }
+}
+
+/// Checks a headers-exchange binding's `x-match` as RabbitMQ does at bind time.
+pub fn validate_binding(arguments: &FieldTable) -> Result<(), AmqpError> {
+    match arguments.get("x-match") {
+        None => Ok(()),
+        Some(v) => match v.as_str() {
+            Some("all" | "any" | "all-with-x" | "any-with-x") => Ok(()),
+            _ => Err(AmqpError::precondition(format!(
+                "Invalid x-match field value {v:?}; expected all, any, all-with-x, or any-with-x"
+            ))),
+        },
     }
 }

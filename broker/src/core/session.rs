@@ -21,6 +21,8 @@ pub struct SessionCtx {
     /// Exclusive queues this connection declared; deleted when it closes.
     pub exclusive_queues: Vec<Arc<Queue>>,
     pub max_message_size: u64,
+    /// The authenticated user; publishes may not claim another `user_id`.
+    pub user: Option<String>,
 }
 
 enum ChannelSlot {

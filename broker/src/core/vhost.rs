@@ -151,7 +151,10 @@ impl VHost {
             return Err(AmqpError::access_refused(if name.is_empty() {
                 "operation not permitted on the default exchange".to_string()
             } else {
-                format!("exchange name {} contains reserved prefix 'amq.*'", q(name))
+                format!(
+                    "deletion of system {} not allowed",
+                    self.describe_exchange(name)
+                )
             }));
         }
         let x = {
@@ -186,9 +189,10 @@ impl VHost {
     ) -> Result<(Arc<Queue>, bool), AmqpError> {
         let mut map = self.queues.write();
         if let Some(existing) = map.get(&name) {
-            match existing.options.exclusive_owner {
-                Some(owner) if owner == conn => {}
-                None if opts.exclusive_owner.is_none() => {}
+            // The exclusive flag must match, and only the owner may redeclare.
+            match (existing.options.exclusive_owner, opts.exclusive_owner) {
+                (Some(owner), Some(_)) if owner == conn => {}
+                (None, None) => {}
                 _ => return Err(existing.locked_error()),
             }
             self.check_equivalent_queue(existing, &opts)?;

@@ -107,6 +107,7 @@ impl Broker {
             link: link.clone(),
             exclusive_queues: Vec::new(),
             max_message_size: self.shared.config.limits.max_message_size,
+            user: None,
         };
         let session = Session::new(ctx, self.shared.config.limits.channel_max);
         let routes = Arc::new(Mutex::new(Routes::default()));

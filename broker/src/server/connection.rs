@@ -57,6 +57,7 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
         link: link.clone(),
         exclusive_queues: Vec::new(),
         max_message_size: shared.config.limits.max_message_size,
+        user: Some(negotiated.user.clone()),
     };
     let mut session = Session::new(ctx, negotiated.channel_max);
 
