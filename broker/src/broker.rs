@@ -13,6 +13,9 @@ use crate::config::BrokerConfig;
 use crate::core::link::ConnectionId;
 use crate::core::vhost::VHost;
 use crate::server;
+use crate::store::recovery;
+use crate::store::Persistence;
+use warren_persistence::StoreError;
 
 /// State every connection of one broker shares. Nothing here is global to
 /// the process, so several brokers can run side by side.
@@ -26,6 +29,7 @@ pub(crate) struct BrokerShared {
     /// Each task holds a clone; shutdown waits until all are dropped.
     task_guard: Mutex<Option<mpsc::Sender<()>>>,
     tasks_done: tokio::sync::Mutex<mpsc::Receiver<()>>,
+    pub store: Option<Arc<Persistence>>,
 }
 
 impl BrokerShared {
@@ -49,10 +53,33 @@ impl Broker {
     /// Builds a broker from its configuration. It serves nothing until
     /// [`Broker::listen`] is called or in-process connections are opened.
     pub fn new(config: BrokerConfig) -> Broker {
+        Broker::build(config, None)
+    }
+
+    /// Builds a broker that keeps durable state as `config.storage` says:
+    /// it opens (and locks) the data directory and restores what was there.
+    pub fn open(config: BrokerConfig) -> Result<Broker, StoreError> {
+        let started = std::time::Instant::now();
+        let (store, records) = Persistence::open(&config.storage)?;
+        let broker = Broker::build(config, Some(store.clone()));
+        let found = recovery::restore(records, &store, &broker.shared.vhosts);
+        tracing::info!(
+            exchanges = found.exchanges,
+            queues = found.queues,
+            bindings = found.bindings,
+            messages = found.messages,
+            dropped = found.dropped,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "storage recovered"
+        );
+        Ok(broker)
+    }
+
+    fn build(config: BrokerConfig, store: Option<Arc<Persistence>>) -> Broker {
         let vhosts = config
             .vhosts
             .iter()
-            .map(|name| (name.clone(), VHost::new(name)))
+            .map(|name| (name.clone(), VHost::new(name, store.clone())))
             .collect();
         let (guard, done) = mpsc::channel(1);
         let shared = BrokerShared {
@@ -63,6 +90,7 @@ impl Broker {
             shutdown: watch::Sender::new(false),
             task_guard: Mutex::new(Some(guard)),
             tasks_done: tokio::sync::Mutex::new(done),
+            store,
         };
         Broker {
             shared: Arc::new(shared),
@@ -90,5 +118,8 @@ impl Broker {
         let mut done = self.shared.tasks_done.lock().await;
         // Returns None once every task's guard is dropped.
         while done.recv().await.is_some() {}
+        if let Some(store) = &self.shared.store {
+            store.flush();
+        }
     }
 }

@@ -47,6 +47,8 @@ pub struct BrokerConfig {
     /// Virtual hosts that exist at start; `/` by default.
     pub vhosts: Vec<String>,
     pub limits: LimitsConfig,
+    /// Durable storage, used by [`crate::Broker::open`].
+    pub storage: crate::StorageConfig,
 }
 
 impl Default for BrokerConfig {
@@ -58,6 +60,7 @@ impl Default for BrokerConfig {
             }],
             vhosts: vec!["/".into()],
             limits: LimitsConfig::default(),
+            storage: crate::StorageConfig::default(),
         }
     }
 }

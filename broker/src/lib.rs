@@ -9,7 +9,10 @@ mod core;
 pub mod embed;
 mod error;
 mod server;
+mod store;
 
 pub use broker::Broker;
 pub use config::{BrokerConfig, LimitsConfig, UserConfig};
 pub use error::AmqpError;
+pub use store::StorageConfig;
+pub use warren_persistence::FsyncPolicy;

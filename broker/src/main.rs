@@ -133,8 +133,20 @@ fn main() -> ExitCode {
         .data_dir
         .or(file.data_dir)
         .unwrap_or_else(|| "./warren-data".into());
-    let fsync = args.fsync.or(file.fsync).unwrap_or_else(|| "always".into());
-    tracing::info!(%data_dir, %fsync, "durable storage settings (persistence is not wired in yet)");
+    // "none" (or "memory") keeps everything in memory.
+    config.storage.data_dir = match data_dir.as_str() {
+        "none" | "memory" | "" => None,
+        dir => Some(PathBuf::from(dir)),
+    };
+    if let Some(fsync) = args.fsync.or(file.fsync) {
+        match fsync.parse() {
+            Ok(policy) => config.storage.fsync = policy,
+            Err(e) => {
+                eprintln!("warren: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
 
     let mut listen = args.listen;
     if listen.is_empty() {
@@ -152,7 +164,14 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let broker = Broker::new(config);
+        let broker = match Broker::open(config) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the data directory");
+                eprintln!("warren: cannot open the data directory: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         for addr in &listen {
             if let Err(e) = broker.listen(addr.as_str()).await {
                 tracing::error!(%addr, error = %e, "cannot listen");

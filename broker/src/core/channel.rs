@@ -17,6 +17,9 @@ use super::outbox::Outbound;
 use super::queue::{Entry, Queue, QueueOptions};
 use super::session::SessionCtx;
 use crate::error::{q, AmqpError};
+use crate::store::records;
+use crate::store::{Persisted, Persistence, SharedBody};
+use warren_persistence::{NewRecord, RecordId};
 
 /// A publish whose content is still arriving.
 struct PendingPublish {
@@ -64,6 +67,9 @@ pub struct Channel {
     /// The queue most recently declared here, for methods that name no queue.
     last_queue: Option<ShortStr>,
     scratch: RouteScratch,
+    store: Option<Arc<Persistence>>,
+    /// The log's last record id when the current method began.
+    op_start: u64,
 }
 
 impl Channel {
@@ -76,6 +82,8 @@ impl Channel {
             consumer_prefetch: 0,
             last_queue: None,
             scratch: RouteScratch::default(),
+            store: None,
+            op_start: 0,
         }
     }
 
@@ -109,6 +117,8 @@ impl Channel {
 
     /// Handles one method (not channel.open/close, which the session handles).
     pub fn handle(&mut self, ctx: &mut SessionCtx, method: Method) -> Result<(), AmqpError> {
+        self.store.clone_from(&ctx.vhost.store);
+        self.op_start = self.store.as_ref().map_or(0, |s| s.appended());
         if self.pending.is_some() {
             return Err(AmqpError::unexpected_frame(format!(
                 "expected content header for class 60, got non content header frame instead ({})",
@@ -158,16 +168,14 @@ impl Channel {
                 if x.kind() == ExchangeKind::Headers {
                     super::headers::validate_binding(&m.arguments)?;
                 }
-                x.bind(Destination::Queue(queue), m.routing_key, m.arguments);
+                ctx.vhost.bind(&x, Destination::Queue(queue), m.routing_key, m.arguments)?;
                 self.reply_unless(m.no_wait, Method::QueueBindOk);
                 Ok(())
             }
             Method::QueueUnbind(m) => {
                 let queue = self.queue(ctx, &m.queue)?;
                 let x = self.bindable_exchange(ctx, &m.exchange)?;
-                if x.unbind(&Destination::Queue(queue), &m.routing_key, &m.arguments) {
-                    ctx.vhost.maybe_auto_delete(&x);
-                }
+                ctx.vhost.unbind(&x, &Destination::Queue(queue), &m.routing_key, &m.arguments);
                 self.reply(Method::QueueUnbindOk);
                 Ok(())
             }
@@ -378,9 +386,9 @@ impl Channel {
         let destination = self.bindable_exchange(ctx, &m.destination)?;
         let dest = Destination::Exchange(destination);
         if bind {
-            source.bind(dest, m.routing_key, m.arguments);
-        } else if source.unbind(&dest, &m.routing_key, &m.arguments) {
-            ctx.vhost.maybe_auto_delete(&source);
+            ctx.vhost.bind(&source, dest, m.routing_key, m.arguments)?;
+        } else {
+            ctx.vhost.unbind(&source, &dest, &m.routing_key, &m.arguments);
         }
         Ok(())
     }
@@ -501,9 +509,16 @@ impl Channel {
         match requeue {
             Some(true) => requeue_all(taken),
             _ => {
-                // Acked or dropped: credit is back, so queues may deliver more.
-                for (queue, _) in group_by_queue(taken) {
-                    queue.dispatch();
+                // Acked or dropped: gone for good, and credit is back, so
+                // queues may deliver more.
+                if let [u] = taken.as_slice() {
+                    u.queue.discard([&u.entry]);
+                    u.queue.dispatch();
+                } else {
+                    for (queue, entries) in group_by_queue(taken) {
+                        queue.discard(&entries);
+                        queue.dispatch();
+                    }
                 }
             }
         }
@@ -661,10 +676,12 @@ impl Channel {
             msg.properties.headers.as_ref(),
             &mut self.scratch,
         );
-        let mut routed = false;
-        for queue in self.scratch.queues.drain(..) {
-            routed |= queue.push(msg.clone());
-        }
+        let queues = &self.scratch.queues;
+        let (lsn, routed) = match &ctx.vhost.store {
+            Some(store) if msg.is_persistent() => persist_and_push(store, &msg, queues)?,
+            _ => (0, queues.iter().fold(false, |r, q| q.push(msg.clone(), None) | r)),
+        };
+        self.scratch.queues.clear();
         if !routed && publish.mandatory {
             self.link.conn.outbox.push(Outbound::Return {
                 channel: self.id(),
@@ -674,11 +691,8 @@ impl Channel {
             });
         }
         if let Some(seq) = confirm_seq {
-            self.link.conn.outbox.push(Outbound::Confirm {
-                channel: self.id(),
-                delivery_tag: seq,
-                ack: true,
-            });
+            let confirm = Outbound::Confirm { channel: self.id(), delivery_tag: seq, ack: true };
+            self.link.send_after(lsn, confirm, ctx.vhost.store.as_deref());
         }
         Ok(())
     }
@@ -712,4 +726,62 @@ fn group_by_queue(unacked: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Entry>)> {
         }
     }
     groups
+}
+
+/// Writes a persistent message to the log for the durable queues among
+/// `queues`, then puts it in every queue. Returns the id the publisher's
+/// confirm must wait for (0 when nothing was written) and whether any queue
+/// took the message.
+fn persist_and_push(
+    store: &Persistence,
+    msg: &Arc<Message>,
+    queues: &[Arc<Queue>],
+) -> Result<(u64, bool), AmqpError> {
+    let durable = queues.iter().filter(|q| q.persists()).count();
+    let failed = |e: warren_persistence::StoreError| {
+        tracing::error!(error = %e, "cannot write to the log");
+        AmqpError::internal("cannot write to the message store")
+    };
+    let content = || records::MessageContent {
+        exchange: msg.exchange.clone(),
+        routing_key: msg.routing_key.clone(),
+        raw_properties: msg.raw_properties_or_encoded(),
+        body: msg.body.clone(),
+    };
+    let mut lsn = 0;
+    let mut routed = false;
+    match durable {
+        0 => {}
+        1 => {
+            if let Some((queue, qrec)) = queues.iter().find_map(|q| q.record.map(|r| (q, r))) {
+                let id = store.append(records::MESSAGE, content().encode_message(qrec)).map_err(failed)?;
+                lsn = id.0;
+                routed |= queue.push(msg.clone(), Some(Persisted { record: id, body: None, marker: None }));
+            }
+        }
+        n => {
+            // Fan-out: the body once, then one small entry per queue.
+            let mut batch = Vec::with_capacity(n + 1);
+            batch.push(NewRecord::new(records::BODY, content().encode_body()));
+            let first = store.append_batch(&batch).map_err(failed)?;
+            batch.clear();
+            for q in queues.iter().filter(|q| q.persists()) {
+                if let Some(qrec) = q.record {
+                    batch.push(NewRecord::new(records::ENTRY, records::encode_entry(qrec, first)));
+                }
+            }
+            let mut next = store.append_batch(&batch).map_err(failed)?.0;
+            let body = SharedBody::new(first, batch.len());
+            for q in queues.iter().filter(|q| q.persists()) {
+                let p = Persisted { record: RecordId(next), body: Some(body.clone()), marker: None };
+                routed |= q.push(msg.clone(), Some(p));
+                lsn = next;
+                next += 1;
+            }
+        }
+    }
+    for q in queues.iter().filter(|q| !q.persists()) {
+        routed |= q.push(msg.clone(), None);
+    }
+    Ok((lsn, routed))
 }

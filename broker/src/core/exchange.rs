@@ -6,6 +6,8 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use warren_protocol::{FieldTable, ShortStr};
 
+use warren_persistence::RecordId;
+
 use super::headers::headers_match;
 use super::queue::Queue;
 use super::topic::TopicPattern;
@@ -68,6 +70,8 @@ pub struct Binding {
     pub routing_key: ShortStr,
     pub arguments: FieldTable,
     topic: Option<TopicPattern>,
+    /// The BINDING record, when the binding is durable.
+    record: Option<RecordId>,
 }
 
 impl Binding {
@@ -98,6 +102,8 @@ pub struct Exchange {
     pub options: ExchangeOptions,
     /// The `alternate-exchange` argument: where unroutable messages go.
     pub alternate: Option<ShortStr>,
+    /// The EXCHANGE record of a durable, user-declared exchange.
+    pub record: Option<RecordId>,
     bindings: RwLock<Bindings>,
 }
 
@@ -109,7 +115,7 @@ pub struct RouteScratch {
 }
 
 impl Exchange {
-    pub fn new(name: ShortStr, options: ExchangeOptions) -> Arc<Exchange> {
+    pub fn new(name: ShortStr, options: ExchangeOptions, record: Option<RecordId>) -> Arc<Exchange> {
         let alternate = options
             .arguments
             .get("alternate-exchange")
@@ -118,6 +124,7 @@ impl Exchange {
             name,
             options,
             alternate,
+            record,
             bindings: RwLock::new(Bindings::default()),
         })
     }
@@ -126,8 +133,15 @@ impl Exchange {
         self.options.kind
     }
 
-    /// Adds a binding; binding twice is a no-op, as in RabbitMQ.
-    pub fn bind(&self, destination: Destination, routing_key: ShortStr, arguments: FieldTable) {
+    /// Adds a binding; binding twice is a no-op, as in RabbitMQ. `persist`
+    /// writes the binding's record and runs only for a new binding.
+    pub fn bind(
+        &self,
+        destination: Destination,
+        routing_key: ShortStr,
+        arguments: FieldTable,
+        persist: impl FnOnce() -> Option<RecordId>,
+    ) {
         let mut b = self.bindings.write();
         if b.all
             .iter()
@@ -135,12 +149,14 @@ impl Exchange {
         {
             return;
         }
+        let record = persist();
         let topic = (self.kind() == ExchangeKind::Topic).then(|| TopicPattern::new(&routing_key));
         let binding = Binding {
             destination,
             routing_key: routing_key.clone(),
             arguments,
             topic,
+            record,
         };
         if self.kind() == ExchangeKind::Direct {
             b.by_key
@@ -151,36 +167,54 @@ impl Exchange {
         b.all.push(binding);
     }
 
-    /// Removes a binding; true if it existed.
+    /// Removes a binding. `None` if there was no such binding, else its
+    /// record (if durable).
     pub fn unbind(
         &self,
         destination: &Destination,
         routing_key: &ShortStr,
         arguments: &FieldTable,
-    ) -> bool {
+    ) -> Option<Option<RecordId>> {
         let mut b = self.bindings.write();
-        let before = b.all.len();
-        b.all
-            .retain(|x| !x.same(destination, routing_key, arguments));
+        let i = b
+            .all
+            .iter()
+            .position(|x| x.same(destination, routing_key, arguments))?;
+        let removed = b.all.remove(i);
         if let Some(v) = b.by_key.get_mut(routing_key) {
             v.retain(|x| !x.same(destination, routing_key, arguments));
             if v.is_empty() {
                 b.by_key.remove(routing_key);
             }
         }
-        b.all.len() != before
+        Some(removed.record)
     }
 
-    /// Removes every binding to `destination` (it is being deleted).
-    pub fn unbind_all(&self, destination: &Destination) -> bool {
+    /// Removes every binding to `destination` (it is being deleted). `None`
+    /// if there was none, else the records of the durable ones.
+    pub fn unbind_all(&self, destination: &Destination) -> Option<Vec<RecordId>> {
         let mut b = self.bindings.write();
-        let before = b.all.len();
-        b.all.retain(|x| !x.destination.same(destination));
+        if !b.all.iter().any(|x| x.destination.same(destination)) {
+            return None;
+        }
+        let mut records = Vec::new();
+        b.all.retain(|x| {
+            let keep = !x.destination.same(destination);
+            if !keep {
+                records.extend(x.record);
+            }
+            keep
+        });
         b.by_key.retain(|_, v| {
             v.retain(|x| !x.destination.same(destination));
             !v.is_empty()
         });
-        b.all.len() != before
+        Some(records)
+    }
+
+    /// Records of every durable binding from this exchange (it is being deleted).
+    pub fn binding_records(&self) -> Vec<RecordId> {
+        self.bindings.read().all.iter().filter_map(|x| x.record).collect()
     }
 
     pub fn has_bindings(&self) -> bool {

@@ -18,6 +18,7 @@ use warren_protocol::ShortStr;
 
 use super::outbox::{Outbound, Outbox};
 use super::queue::{Entry, Queue};
+use crate::store::Persistence;
 
 /// Identifies a connection inside one broker (for exclusive queues).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,6 +58,11 @@ pub struct ChannelLink {
     pub global_prefetch: AtomicU32,
     global_unacked: AtomicU32,
     closed: AtomicBool,
+    /// Replies waiting for the log to make what they promise durable, in
+    /// order, each with the record id it waits for.
+    deferred: Mutex<VecDeque<(u64, Outbound)>>,
+    /// Listed with the log's waiters.
+    watched: AtomicBool,
 }
 
 impl ChannelLink {
@@ -71,7 +77,44 @@ impl ChannelLink {
             global_prefetch: AtomicU32::new(0),
             global_unacked: AtomicU32::new(0),
             closed: AtomicBool::new(false),
+            deferred: Mutex::new(VecDeque::new()),
+            watched: AtomicBool::new(false),
         }
+    }
+
+    /// Sends `item` once record `lsn` is durable (0: depends on nothing),
+    /// and never before anything deferred earlier on this channel.
+    pub fn send_after(self: &Arc<Self>, lsn: u64, item: Outbound, store: Option<&Persistence>) {
+        let Some(store) = store else {
+            self.conn.outbox.push(item);
+            return;
+        };
+        {
+            let mut d = self.deferred.lock();
+            if d.is_empty() && store.durable() >= lsn {
+                drop(d);
+                self.conn.outbox.push(item);
+                return;
+            }
+            d.push_back((lsn, item));
+        }
+        store.watch(self);
+    }
+
+    /// Sends what the watermark now covers; true if anything still waits.
+    pub fn release_durable(&self, durable: u64) -> bool {
+        let mut d = self.deferred.lock();
+        while d.front().is_some_and(|(lsn, _)| *lsn <= durable) {
+            if let Some((_, item)) = d.pop_front() {
+                self.conn.outbox.push(item);
+            }
+        }
+        !d.is_empty()
+    }
+
+    /// Sets the watched flag, returning its previous value.
+    pub fn set_watched(&self, on: bool) -> bool {
+        self.watched.swap(on, Ordering::SeqCst)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -201,6 +244,7 @@ impl ChannelLink {
     /// can detach them from their queues.
     pub fn close(&self) -> Vec<Arc<Consumer>> {
         self.closed.store(true, Ordering::Release);
+        self.deferred.lock().clear();
         std::mem::take(&mut self.state.lock().consumers)
     }
 }

@@ -18,6 +18,21 @@ pub struct Message {
 }
 
 impl Message {
+    /// The property bytes to store or forward: as received, or encoded
+    /// when the message was built in-process.
+    pub fn raw_properties_or_encoded(&self) -> bytes::Bytes {
+        if !self.raw_properties.is_empty() {
+            return self.raw_properties.clone();
+        }
+        let mut buf = bytes::BytesMut::new();
+        self.properties.encode(&mut buf);
+        buf.freeze()
+    }
+
+    pub fn is_persistent(&self) -> bool {
+        self.properties.delivery_mode == Some(2)
+    }
+
     /// Rough bytes this message costs in an outbox: body plus frame overhead.
     pub fn wire_size(&self) -> usize {
         self.body.len() + self.raw_properties.len() + 64

@@ -9,6 +9,7 @@ use warren_protocol::{FieldTable, ShortStr};
 use super::link::{ChannelLink, ConnectionId, Consumer};
 use super::message::Message;
 use crate::error::{q, AmqpError};
+use crate::store::{Persisted, Persistence};
 
 /// A message in a queue: shared body plus per-queue delivery state.
 #[derive(Debug, Clone)]
@@ -17,6 +18,8 @@ pub struct Entry {
     /// Position in publish order, so requeued messages go back where they were.
     pub seq: u64,
     pub redelivered: bool,
+    /// Set for a persistent message in a durable queue.
+    pub persisted: Option<Persisted>,
 }
 
 /// How a queue was declared; compared on redeclare.
@@ -44,19 +47,58 @@ pub struct Queue {
     pub name: ShortStr,
     pub vhost: String,
     pub options: QueueOptions,
+    /// The log, for a durable queue of a broker with one.
+    pub store: Option<Arc<Persistence>>,
+    /// This queue's QUEUE record, when it is durable.
+    pub record: Option<warren_persistence::RecordId>,
     me: Weak<Queue>,
     state: Mutex<State>,
 }
 
 impl Queue {
-    pub fn new(name: ShortStr, vhost: String, options: QueueOptions) -> Arc<Queue> {
+    pub fn new(
+        name: ShortStr,
+        vhost: String,
+        options: QueueOptions,
+        store: Option<Arc<Persistence>>,
+        record: Option<warren_persistence::RecordId>,
+    ) -> Arc<Queue> {
         Arc::new_cyclic(|me| Queue {
             name,
             vhost,
             options,
+            store,
+            record,
             me: me.clone(),
             state: Mutex::new(State::default()),
         })
+    }
+
+    /// Whether persistent messages routed here are written to the log.
+    pub fn persists(&self) -> bool {
+        self.record.is_some() && self.store.is_some()
+    }
+
+    /// Drops messages for good: acked, rejected without requeue, purged.
+    pub fn discard<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) {
+        if let Some(store) = &self.store {
+            for e in entries {
+                if let Some(p) = &e.persisted {
+                    store.discard(p);
+                }
+            }
+        }
+    }
+
+    /// Records the hand-over of `entry` to a client: a delivery marker when
+    /// it must be acked, or its end when it was sent without ack.
+    fn hand_over(&self, entry: &mut Entry, no_ack: bool) {
+        let (Some(store), Some(p)) = (&self.store, entry.persisted.as_mut()) else { return };
+        if no_ack {
+            store.discard(p);
+        } else {
+            store.delivered(p);
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -84,9 +126,12 @@ impl Queue {
 
     /// Adds a published message and hands it to a consumer if one has room.
     /// False if the queue was deleted meanwhile.
-    pub fn push(&self, msg: Arc<Message>) -> bool {
+    pub fn push(&self, msg: Arc<Message>, persisted: Option<Persisted>) -> bool {
         let mut st = self.state.lock();
         if st.deleted {
+            if let (Some(store), Some(p)) = (&self.store, &persisted) {
+                store.discard(p);
+            }
             return false;
         }
         let seq = st.next_seq;
@@ -95,6 +140,7 @@ impl Queue {
             msg,
             seq,
             redelivered: false,
+            persisted,
         });
         if !st.consumers.is_empty() {
             self.dispatch_locked(&mut st);
@@ -114,10 +160,11 @@ impl Queue {
             let Some(i) = self.pick_consumer(st) else {
                 break;
             };
-            let Some(entry) = st.ready.pop_front() else {
+            let Some(mut entry) = st.ready.pop_front() else {
                 break;
             };
             let c = st.consumers[i].clone();
+            self.hand_over(&mut entry, c.no_ack);
             c.channel.deliver(&me, &c, entry);
         }
     }
@@ -153,9 +200,10 @@ impl Queue {
             return false;
         };
         let mut st = self.state.lock();
-        let Some(entry) = st.ready.pop_front() else {
+        let Some(mut entry) = st.ready.pop_front() else {
             return false;
         };
+        self.hand_over(&mut entry, no_ack);
         let remaining = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
         channel.get_ok(&me, entry, no_ack, remaining);
         true
@@ -165,6 +213,8 @@ impl Queue {
     pub fn requeue(&self, entries: impl IntoIterator<Item = Entry>) {
         let mut st = self.state.lock();
         if st.deleted {
+            let entries: Vec<Entry> = entries.into_iter().collect();
+            self.discard(&entries);
             return;
         }
         for mut e in entries {
@@ -208,6 +258,15 @@ impl Queue {
         self.options.auto_delete && st.had_consumer && st.consumers.is_empty() && !st.deleted
     }
 
+    /// Puts back a message recovered from the log, in log order.
+    pub fn restore(&self, msg: Arc<Message>, persisted: Persisted) {
+        let mut st = self.state.lock();
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        let redelivered = persisted.marker.is_some();
+        st.ready.push_back(Entry { msg, seq, redelivered, persisted: Some(persisted) });
+    }
+
     pub fn message_count(&self) -> u32 {
         u32::try_from(self.state.lock().ready.len()).unwrap_or(u32::MAX)
     }
@@ -220,6 +279,7 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut st = self.state.lock();
         let n = st.ready.len();
+        self.discard(&st.ready);
         st.ready.clear();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
@@ -247,6 +307,7 @@ impl Queue {
         let mut st = self.state.lock();
         st.deleted = true;
         let n = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
+        self.discard(&st.ready);
         st.ready.clear();
         (n, std::mem::take(&mut st.consumers))
     }

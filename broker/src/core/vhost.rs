@@ -10,11 +10,20 @@ use super::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions, Rout
 use super::link::ConnectionId;
 use super::queue::{Queue, QueueOptions};
 use crate::error::{q, AmqpError};
+use crate::store::records::{self, BindingRecord, ExchangeRecord, QueueRecord};
+use crate::store::Persistence;
 
 pub struct VHost {
     pub name: String,
     exchanges: RwLock<HashMap<ShortStr, Arc<Exchange>>>,
     queues: RwLock<HashMap<ShortStr, Arc<Queue>>>,
+    /// The log durable definitions go to.
+    pub store: Option<Arc<Persistence>>,
+}
+
+fn log_failed(e: warren_persistence::StoreError) -> AmqpError {
+    tracing::error!(error = %e, "cannot write to the log");
+    AmqpError::internal("cannot write to the message store")
 }
 
 /// The exchanges every vhost starts with.
@@ -36,7 +45,7 @@ fn bool_text(b: bool) -> &'static str {
 }
 
 impl VHost {
-    pub fn new(name: &str) -> Arc<VHost> {
+    pub fn new(name: &str, store: Option<Arc<Persistence>>) -> Arc<VHost> {
         let mut exchanges = HashMap::new();
         for (n, kind) in BUILT_IN {
             let name = ShortStr::from_static(n);
@@ -47,12 +56,13 @@ impl VHost {
                 internal: false,
                 arguments: FieldTable::default(),
             };
-            exchanges.insert(name.clone(), Exchange::new(name, opts));
+            exchanges.insert(name.clone(), Exchange::new(name, opts, None));
         }
         Arc::new(VHost {
             name: name.to_string(),
             exchanges: RwLock::new(exchanges),
             queues: RwLock::default(),
+            store,
         })
     }
 
@@ -110,9 +120,111 @@ impl VHost {
                 )));
             }
         }
-        let x = Exchange::new(name.clone(), opts);
+        let record = match (&self.store, opts.durable) {
+            (Some(store), true) => {
+                let rec = ExchangeRecord {
+                    vhost: short_name(&self.name),
+                    name: name.clone(),
+                    kind: ShortStr::from_static(opts.kind.name()),
+                    auto_delete: opts.auto_delete,
+                    internal: opts.internal,
+                    arguments: opts.arguments.clone(),
+                };
+                Some(store.append(records::EXCHANGE, rec.encode()).map_err(log_failed)?)
+            }
+            _ => None,
+        };
+        let x = Exchange::new(name.clone(), opts, record);
         map.insert(name, x.clone());
         Ok(x)
+    }
+
+    /// Puts back a durable exchange recovered from the log.
+    pub fn restore_exchange(&self, x: Arc<Exchange>) {
+        self.exchanges.write().insert(x.name.clone(), x);
+    }
+
+    /// Puts back a durable queue recovered from the log.
+    pub fn restore_queue(&self, queue: Arc<Queue>) {
+        self.queues.write().insert(queue.name.clone(), queue);
+    }
+
+    fn tombstone_all(&self, records: impl IntoIterator<Item = warren_persistence::RecordId>) {
+        if let Some(store) = &self.store {
+            for r in records {
+                store.tombstone(r);
+            }
+        }
+    }
+
+    fn forget_exchange(&self, x: &Arc<Exchange>) {
+        self.tombstone_all(x.binding_records());
+        self.tombstone_all(x.record);
+    }
+
+    /// Binds `destination` to `source`, logging the binding when both ends are durable.
+    pub fn bind(
+        &self,
+        source: &Arc<Exchange>,
+        destination: Destination,
+        routing_key: ShortStr,
+        arguments: FieldTable,
+    ) -> Result<(), AmqpError> {
+        let durable_dest = match &destination {
+            Destination::Queue(queue) => queue.record.map(|_| (false, queue.name.clone())),
+            Destination::Exchange(x) => x.options.durable.then(|| (true, x.name.clone())),
+        };
+        let mut failed = None;
+        let persist = || {
+            let store = self.store.as_ref()?;
+            let (to_exchange, dest) = durable_dest?;
+            if !source.options.durable {
+                return None;
+            }
+            let rec = BindingRecord {
+                vhost: short_name(&self.name),
+                source: source.name.clone(),
+                to_exchange,
+                destination: dest,
+                routing_key: routing_key.clone(),
+                arguments: arguments.clone(),
+            };
+            match store.append(records::BINDING, rec.encode()) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    failed = Some(log_failed(e));
+                    None
+                }
+            }
+        };
+        source.bind(destination.clone(), routing_key.clone(), arguments.clone(), persist);
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Puts back a binding recovered from the log.
+    pub fn restore_binding(
+        &self,
+        source: &Arc<Exchange>,
+        destination: Destination,
+        routing_key: ShortStr,
+        arguments: FieldTable,
+        record: warren_persistence::RecordId,
+    ) {
+        source.bind(destination, routing_key, arguments, || Some(record));
+    }
+
+    /// Removes a binding (no error if it did not exist, as in RabbitMQ).
+    pub fn unbind(
+        &self,
+        source: &Arc<Exchange>,
+        destination: &Destination,
+        routing_key: &ShortStr,
+        arguments: &FieldTable,
+    ) {
+        if let Some(record) = source.unbind(destination, routing_key, arguments) {
+            self.tombstone_all(record);
+            self.maybe_auto_delete(source);
+        }
     }
 
     fn check_equivalent_exchange(
@@ -172,9 +284,13 @@ impl VHost {
             map.remove(name);
             x
         };
+        self.forget_exchange(&x);
         let dest = Destination::Exchange(x);
         for other in self.exchanges_snapshot() {
-            other.unbind_all(&dest);
+            if let Some(records) = other.unbind_all(&dest) {
+                self.tombstone_all(records);
+                self.maybe_auto_delete(&other);
+            }
         }
         Ok(())
     }
@@ -198,7 +314,20 @@ impl VHost {
             self.check_equivalent_queue(existing, &opts)?;
             return Ok((existing.clone(), false));
         }
-        let queue = Queue::new(name.clone(), self.name.clone(), opts);
+        let (store, record) = match &self.store {
+            Some(store) if opts.durable && opts.exclusive_owner.is_none() => {
+                let rec = QueueRecord {
+                    vhost: short_name(&self.name),
+                    name: name.clone(),
+                    auto_delete: opts.auto_delete,
+                    arguments: opts.arguments.clone(),
+                };
+                let id = store.append(records::QUEUE, rec.encode()).map_err(log_failed)?;
+                (Some(store.clone()), Some(id))
+            }
+            _ => (None, None),
+        };
+        let queue = Queue::new(name.clone(), self.name.clone(), opts, store, record);
         map.insert(name, queue.clone());
         Ok((queue, true))
     }
@@ -232,11 +361,13 @@ impl VHost {
         }
         let dest = Destination::Queue(queue.clone());
         for x in self.exchanges_snapshot() {
-            if x.unbind_all(&dest) {
+            if let Some(records) = x.unbind_all(&dest) {
+                self.tombstone_all(records);
                 self.maybe_auto_delete(&x);
             }
         }
         let (count, consumers) = queue.mark_deleted();
+        self.tombstone_all(queue.record);
         for c in consumers {
             cancel_from_server(&c);
         }
@@ -249,6 +380,8 @@ impl VHost {
             let mut map = self.exchanges.write();
             if map.get(&x.name).is_some_and(|y| Arc::ptr_eq(x, y)) {
                 map.remove(&x.name);
+                drop(map);
+                self.forget_exchange(x);
             }
         }
     }
@@ -346,4 +479,9 @@ fn describe_value(v: Option<&FieldValue>) -> String {
             None => format!("the value {v:?}"),
         },
     }
+}
+
+/// Vhost names are at most 255 bytes like every AMQP name.
+fn short_name(name: &str) -> ShortStr {
+    ShortStr::try_from(name).unwrap_or_default()
 }

@@ -1,0 +1,209 @@
+//! Durability: what the broker writes to the log, and when replies that
+//! depend on it may go out.
+//!
+//! Durable exchanges, queues and bindings, and persistent messages in
+//! durable queues, are records in a [`warren_persistence::Store`]. A reply
+//! that promises durability (a publisher confirm, declare-ok, commit-ok…)
+//! waits in its channel until the log's durable watermark passes the
+//! record it depends on; the log's writer thread releases it.
+
+pub mod records;
+pub mod recovery;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use warren_persistence::{FileLog, FsyncPolicy, MemoryStore, NewRecord, RecordId, Store, StoreConfig, StoreError};
+
+use crate::core::link::ChannelLink;
+
+/// Where and how durable state is kept.
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// `None` keeps everything in memory (nothing survives a restart).
+    pub data_dir: Option<PathBuf>,
+    pub fsync: FsyncPolicy,
+    /// Size at which the log starts a new segment file.
+    pub segment_size: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { data_dir: None, fsync: FsyncPolicy::Always, segment_size: 64 * 1024 * 1024 }
+    }
+}
+
+/// A message body written once for several queues; tombstoned when the
+/// last of them is done with it.
+#[derive(Debug)]
+pub struct SharedBody {
+    pub record: RecordId,
+    refs: AtomicUsize,
+}
+
+impl SharedBody {
+    pub fn new(record: RecordId, refs: usize) -> Arc<SharedBody> {
+        Arc::new(SharedBody { record, refs: AtomicUsize::new(refs) })
+    }
+}
+
+/// Where a queued message lives in the log.
+#[derive(Debug, Clone)]
+pub struct Persisted {
+    /// The MESSAGE or ENTRY record that keeps the message in its queue.
+    pub record: RecordId,
+    pub body: Option<Arc<SharedBody>>,
+    /// The DELIVERED marker, once the message was first delivered.
+    pub marker: Option<RecordId>,
+}
+
+/// Channels waiting for the durable watermark.
+#[derive(Default)]
+struct Waiters {
+    durable: AtomicU64,
+    channels: Mutex<Vec<Weak<ChannelLink>>>,
+}
+
+impl Waiters {
+    fn on_durable(&self, lsn: u64) {
+        self.durable.fetch_max(lsn, Ordering::SeqCst);
+        let lsn = self.durable.load(Ordering::SeqCst);
+        self.channels.lock().retain(|w| match w.upgrade() {
+            Some(ch) => {
+                let pending = ch.release_durable(lsn);
+                if !pending {
+                    ch.set_watched(false);
+                }
+                pending
+            }
+            None => false,
+        });
+    }
+}
+
+pub struct Persistence {
+    log: Arc<dyn Store>,
+    waiters: Arc<Waiters>,
+    /// Highest id appended so far.
+    appended: AtomicU64,
+}
+
+impl std::fmt::Debug for Persistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persistence").field("appended", &self.appended).finish()
+    }
+}
+
+impl Persistence {
+    /// Opens the log (file or memory) and returns what it recovered.
+    pub fn open(config: &StorageConfig) -> Result<(Arc<Persistence>, Vec<warren_persistence::Record>), StoreError> {
+        let waiters = Arc::new(Waiters::default());
+        let w = waiters.clone();
+        let store_config = StoreConfig::default()
+            .with_fsync(config.fsync)
+            .with_segment_size(config.segment_size)
+            .on_durable(move |lsn| w.on_durable(lsn));
+        let (log, recovered): (Arc<dyn Store>, Vec<_>) = match &config.data_dir {
+            Some(dir) => {
+                let (log, recovered) = FileLog::open(dir, store_config)?;
+                let records = recovered.collect::<Result<Vec<_>, _>>()?;
+                (Arc::new(log), records)
+            }
+            None => (Arc::new(MemoryStore::new(store_config)), Vec::new()),
+        };
+        let appended = log.stats().durable_lsn;
+        waiters.durable.fetch_max(log.durable_lsn(), Ordering::SeqCst);
+        Ok((Arc::new(Persistence { log, waiters, appended: AtomicU64::new(appended) }), recovered))
+    }
+
+    fn note(&self, id: RecordId) -> RecordId {
+        self.appended.fetch_max(id.0, Ordering::SeqCst);
+        id
+    }
+
+    pub fn append(&self, kind: u8, payload: Bytes) -> Result<RecordId, StoreError> {
+        self.log.append(kind, payload, None).map(|id| self.note(id))
+    }
+
+    /// Appends several records together; returns the id of the first.
+    pub fn append_batch(&self, records: &[NewRecord]) -> Result<RecordId, StoreError> {
+        let range = self.log.append_batch(records)?;
+        if let Some(last) = range.last() {
+            self.note(last);
+        }
+        Ok(range.first)
+    }
+
+    /// Undoes a record durably.
+    pub fn tombstone(&self, target: RecordId) {
+        match self.log.append(records::TOMBSTONE, Bytes::new(), Some(target)) {
+            Ok(id) => {
+                self.note(id);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot write to the log"),
+        }
+    }
+
+    /// Frees a record's space without logging (for records whose loss after a
+    /// crash is harmless, like delivery markers).
+    pub fn forget(&self, id: RecordId) {
+        if let Err(e) = self.log.mark_dead(id) {
+            tracing::error!(error = %e, "cannot update the log");
+        }
+    }
+
+    /// The highest record id appended so far.
+    pub fn appended(&self) -> u64 {
+        self.appended.load(Ordering::SeqCst)
+    }
+
+    pub fn durable(&self) -> u64 {
+        self.waiters.durable.load(Ordering::SeqCst)
+    }
+
+    /// Has `channel` released when the watermark moves.
+    pub fn watch(&self, channel: &Arc<ChannelLink>) {
+        {
+            let mut list = self.waiters.channels.lock();
+            if !channel.set_watched(true) {
+                list.push(Arc::downgrade(channel));
+            }
+        }
+        // The watermark may have moved before we were listed.
+        channel.release_durable(self.durable());
+    }
+
+    /// A message left its queue for good (acked, dropped, purged).
+    pub fn discard(&self, p: &Persisted) {
+        if let Some(marker) = p.marker {
+            self.forget(marker);
+        }
+        self.tombstone(p.record);
+        if let Some(body) = &p.body {
+            if body.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+                self.tombstone(body.record);
+            }
+        }
+    }
+
+    /// A message was handed to a consumer that must ack it.
+    pub fn delivered(&self, p: &mut Persisted) {
+        if p.marker.is_none() {
+            match self.append(records::DELIVERED, records::encode_delivered(p.record)) {
+                Ok(id) => p.marker = Some(id),
+                Err(e) => tracing::error!(error = %e, "cannot write to the log"),
+            }
+        }
+    }
+
+    /// Waits until everything appended so far is durable (for shutdown).
+    pub fn flush(&self) {
+        if let Err(e) = self.log.flush() {
+            tracing::error!(error = %e, "cannot flush the log");
+        }
+    }
+
+}

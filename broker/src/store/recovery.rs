@@ -1,0 +1,161 @@
+//! Rebuilding durable state from the records the log recovered.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use warren_persistence::{Record, RecordId};
+use warren_protocol::{BasicProperties, ShortStr};
+
+use super::records::{self, BindingRecord, ExchangeRecord, MessageContent, QueueRecord};
+use super::{Persisted, Persistence, SharedBody};
+use crate::core::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions};
+use crate::core::message::Message;
+use crate::core::queue::{Queue, QueueOptions};
+use crate::core::vhost::VHost;
+
+/// What recovery found, for the log line at start-up.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub exchanges: usize,
+    pub queues: usize,
+    pub bindings: usize,
+    pub messages: usize,
+    /// Records that made no sense any more (their queue is gone, say) or
+    /// could not be decoded; they are tombstoned or skipped.
+    pub dropped: usize,
+}
+
+fn message(content: MessageContent) -> Option<Arc<Message>> {
+    let properties = BasicProperties::decode(&content.raw_properties).ok()?;
+    Some(Arc::new(Message {
+        exchange: content.exchange,
+        routing_key: content.routing_key,
+        properties,
+        raw_properties: content.raw_properties,
+        body: content.body,
+    }))
+}
+
+/// Restores exchanges, queues, bindings and queued messages into `vhosts`,
+/// in log order, so every queue gets its messages back in publish order.
+pub fn restore(records: Vec<Record>, store: &Arc<Persistence>, vhosts: &HashMap<String, Arc<VHost>>) -> Recovered {
+    let mut out = Recovered::default();
+    // Delivery markers and fan-out reference counts come after what they
+    // describe; gather them first.
+    let mut markers: HashMap<u64, RecordId> = HashMap::new();
+    let mut body_refs: HashMap<u64, usize> = HashMap::new();
+    for r in &records {
+        match r.kind {
+            records::DELIVERED => {
+                if let Ok(target) = records::decode_delivered(&r.payload) {
+                    markers.insert(target.0, r.id);
+                }
+            }
+            records::ENTRY => {
+                if let Ok((_, body)) = records::decode_entry(&r.payload) {
+                    *body_refs.entry(body.0).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let vhost_of = |name: &ShortStr| vhosts.get(name.as_str().unwrap_or_default()).cloned();
+    let mut queues: HashMap<u64, Arc<Queue>> = HashMap::new();
+    let mut bodies: HashMap<u64, (Arc<Message>, Arc<SharedBody>)> = HashMap::new();
+    let mut restored_messages: HashMap<u64, ()> = HashMap::new();
+
+    for r in records {
+        let ok = match r.kind {
+            records::EXCHANGE => ExchangeRecord::decode(&r.payload).ok().and_then(|x| {
+                let vhost = vhost_of(&x.vhost)?;
+                let kind = ExchangeKind::parse(&x.kind).ok()?;
+                let opts = ExchangeOptions {
+                    kind,
+                    durable: true,
+                    auto_delete: x.auto_delete,
+                    internal: x.internal,
+                    arguments: x.arguments,
+                };
+                vhost.restore_exchange(Exchange::new(x.name, opts, Some(r.id)));
+                out.exchanges += 1;
+                Some(())
+            }),
+            records::QUEUE => QueueRecord::decode(&r.payload).ok().and_then(|q| {
+                let vhost = vhost_of(&q.vhost)?;
+                let opts = QueueOptions {
+                    durable: true,
+                    exclusive_owner: None,
+                    auto_delete: q.auto_delete,
+                    arguments: q.arguments,
+                };
+                let queue = Queue::new(q.name, vhost.name.clone(), opts, Some(store.clone()), Some(r.id));
+                vhost.restore_queue(queue.clone());
+                queues.insert(r.id.0, queue);
+                out.queues += 1;
+                Some(())
+            }),
+            records::BINDING => BindingRecord::decode(&r.payload).ok().and_then(|b| {
+                let vhost = vhost_of(&b.vhost)?;
+                let source = vhost.exchange(&b.source).ok()?;
+                let dest = if b.to_exchange {
+                    Destination::Exchange(vhost.exchange(&b.destination).ok()?)
+                } else {
+                    Destination::Queue(vhost.find_queue(&b.destination)?)
+                };
+                vhost.restore_binding(&source, dest, b.routing_key, b.arguments, r.id);
+                out.bindings += 1;
+                Some(())
+            }),
+            records::BODY => MessageContent::decode_body(&r.payload).ok().and_then(message).map(|msg| {
+                let refs = body_refs.get(&r.id.0).copied().unwrap_or(0);
+                bodies.insert(r.id.0, (msg, SharedBody::new(r.id, refs)));
+            }),
+            records::ENTRY => records::decode_entry(&r.payload).ok().and_then(|(qrec, brec)| {
+                let queue = queues.get(&qrec.0)?;
+                let (msg, body) = bodies.get(&brec.0)?;
+                let marker = markers.get(&r.id.0).copied();
+                queue.restore(msg.clone(), Persisted { record: r.id, body: Some(body.clone()), marker });
+                restored_messages.insert(r.id.0, ());
+                out.messages += 1;
+                Some(())
+            }),
+            records::MESSAGE => MessageContent::decode_message(&r.payload).ok().and_then(|(qrec, content)| {
+                let queue = queues.get(&qrec.0)?;
+                let msg = message(content)?;
+                let marker = markers.get(&r.id.0).copied();
+                queue.restore(msg, Persisted { record: r.id, body: None, marker });
+                restored_messages.insert(r.id.0, ());
+                out.messages += 1;
+                Some(())
+            }),
+            records::DELIVERED => Some(()),
+            _ => None,
+        };
+        if ok.is_none() {
+            // A definition whose vhost is gone stays in the log untouched;
+            // anything else that no longer applies is undone.
+            out.dropped += 1;
+            match r.kind {
+                records::EXCHANGE | records::QUEUE => {
+                    tracing::warn!(id = r.id.0, kind = r.kind, "skipping a definition that cannot be restored")
+                }
+                _ => store.tombstone(r.id),
+            }
+        }
+    }
+    // Markers of messages that are gone, and bodies no queue holds any more.
+    for (target, marker) in markers {
+        if !restored_messages.contains_key(&target) {
+            store.forget(marker);
+        }
+    }
+    for (id, refs) in body_refs.iter().map(|(k, v)| (*k, *v)) {
+        if refs == 0 {
+            store.tombstone(RecordId(id));
+        }
+    }
+    for (id, _) in bodies.iter().filter(|(id, _)| !body_refs.contains_key(id)) {
+        store.tombstone(RecordId(*id));
+    }
+    out
+}
