@@ -46,8 +46,8 @@ if ! cargo build --workspace --all-targets; then
   exit 1
 fi
 
-stage "2/3 Rust tests: cargo test --workspace"
-run_stage "cargo test" "$cargo_test_timeout" cargo test --workspace
+stage "2/3 Rust tests: cargo test --workspace --no-fail-fast"
+run_stage "cargo test" "$cargo_test_timeout" cargo test --workspace --no-fail-fast
 
 stage "3/3 pika suite against $target_dir/debug/warren"
 if [[ ! -x $target_dir/debug/warren ]]; then
