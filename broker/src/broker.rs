@@ -119,7 +119,7 @@ impl Broker {
         // Returns None once every task's guard is dropped.
         while done.recv().await.is_some() {}
         if let Some(store) = &self.shared.store {
-            store.flush();
+            store.close();
         }
     }
 }

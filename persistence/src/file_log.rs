@@ -23,9 +23,10 @@ use crate::record::{
 use crate::recovered::Recovered;
 use crate::recovery;
 use crate::segment::{self, HEADER_LEN};
-use crate::shared::{lock, Counters, Shared};
+use crate::shared::{lock, lock as lock_mutex, Counters, Shared};
 use crate::store::{Store, StoreStats};
 use crate::writer::{self, Command, Pending};
+use std::sync::Mutex;
 
 /// A durable log in a directory of segment files (see the crate docs for
 /// the format and the recovery rules).
@@ -34,11 +35,11 @@ use crate::writer::{self, Command, Pending};
 /// everything appended, then releases the directory lock.
 pub struct FileLog {
     shared: Arc<Shared>,
-    /// `Option` only so that `drop` can close the channel before joining.
-    tx: Option<Sender<Command>>,
-    writer: Option<JoinHandle<()>>,
-    reclaimer: Option<(Sender<()>, JoinHandle<()>)>,
-    _lock: DirLock,
+    /// `None` once closed; dropping the sender lets the writer drain and exit.
+    tx: Mutex<Option<Sender<Command>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    reclaimer: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
+    dir_lock: Mutex<Option<DirLock>>,
 }
 
 impl FileLog {
@@ -56,18 +57,18 @@ impl FileLog {
 
         let (tx, rx) = crossbeam_channel::unbounded();
         let writer = writer::spawn(shared.clone(), rx).map_err(|e| StoreError::io(&dir, e))?;
-        let mut log = FileLog {
+        let log = FileLog {
             shared: shared.clone(),
-            tx: Some(tx),
-            writer: Some(writer),
-            reclaimer: None,
-            _lock: lock,
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            reclaimer: Mutex::new(None),
+            dir_lock: Mutex::new(Some(lock)),
         };
         if background {
             let (kick, kicked) = crossbeam_channel::bounded(1);
             let handle =
                 spawn_reclaimer(shared.clone(), kicked).map_err(|e| StoreError::io(&dir, e))?;
-            log.reclaimer = Some((kick, handle));
+            *lock_mutex(&log.reclaimer) = Some((kick, handle));
             // Replay may have found segments that are already all dead.
             log.kick_reclaimer();
         }
@@ -79,14 +80,33 @@ impl FileLog {
         &self.shared.dir
     }
 
-    fn sender(&self) -> Result<&Sender<Command>> {
-        self.tx
-            .as_ref()
+    fn sender(&self) -> Result<Sender<Command>> {
+        lock_mutex(&self.tx)
+            .clone()
             .ok_or_else(|| StoreError::Failed(Arc::from("store closed")))
     }
 
+    /// Writes and fsyncs everything appended, stops the writer and the
+    /// reclaimer, and releases the directory lock. Later calls fail.
+    fn shut_down(&self) {
+        // Closing the channel lets the writer drain, fsync and exit.
+        drop(lock_mutex(&self.tx).take());
+        if let Some(writer) = lock_mutex(&self.writer).take() {
+            if writer.join().is_err() {
+                tracing::error!("log writer thread panicked");
+            }
+        }
+        if let Some((kick, handle)) = lock_mutex(&self.reclaimer).take() {
+            drop(kick);
+            if handle.join().is_err() {
+                tracing::error!("log reclaimer thread panicked");
+            }
+        }
+        drop(lock_mutex(&self.dir_lock).take());
+    }
+
     fn kick_reclaimer(&self) {
-        if let Some((kick, _)) = &self.reclaimer {
+        if let Some((kick, _)) = lock_mutex(&self.reclaimer).as_ref() {
             // A full channel means a run is already due.
             if let Err(TrySendError::Disconnected(())) = kick.try_send(()) {
                 tracing::debug!("reclaimer thread is gone");
@@ -356,6 +376,10 @@ impl Store for FileLog {
         reclaim::run(&self.shared)
     }
 
+    fn close(&self) {
+        self.shut_down();
+    }
+
     fn stats(&self) -> StoreStats {
         let c = &self.shared.counters;
         let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -380,19 +404,7 @@ impl Store for FileLog {
 
 impl Drop for FileLog {
     fn drop(&mut self) {
-        // Closing the channel lets the writer drain, fsync and exit.
-        self.tx = None;
-        if let Some(writer) = self.writer.take() {
-            if writer.join().is_err() {
-                tracing::error!("log writer thread panicked");
-            }
-        }
-        if let Some((kick, handle)) = self.reclaimer.take() {
-            drop(kick);
-            if handle.join().is_err() {
-                tracing::error!("log reclaimer thread panicked");
-            }
-        }
+        self.shut_down();
     }
 }
 

@@ -200,6 +200,8 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn close(&self) {}
+
     fn stats(&self) -> StoreStats {
         let s = lock(&self.state);
         StoreStats {

@@ -55,6 +55,10 @@ pub trait Store: Send + Sync {
 
     /// Counters, mostly for tests and benchmarks.
     fn stats(&self) -> StoreStats;
+
+    /// Makes everything appended durable, stops background work and
+    /// releases the data directory; later appends fail.
+    fn close(&self);
 }
 
 /// A snapshot of a store's counters. Counters of activity count since open.

@@ -168,14 +168,16 @@ impl Channel {
                 if x.kind() == ExchangeKind::Headers {
                     super::headers::validate_binding(&m.arguments)?;
                 }
-                ctx.vhost.bind(&x, Destination::Queue(queue), m.routing_key, m.arguments)?;
+                ctx.vhost
+                    .bind(&x, Destination::Queue(queue), m.routing_key, m.arguments)?;
                 self.reply_unless(m.no_wait, Method::QueueBindOk);
                 Ok(())
             }
             Method::QueueUnbind(m) => {
                 let queue = self.queue(ctx, &m.queue)?;
                 let x = self.bindable_exchange(ctx, &m.exchange)?;
-                ctx.vhost.unbind(&x, &Destination::Queue(queue), &m.routing_key, &m.arguments);
+                ctx.vhost
+                    .unbind(&x, &Destination::Queue(queue), &m.routing_key, &m.arguments);
                 self.reply(Method::QueueUnbindOk);
                 Ok(())
             }
@@ -388,7 +390,8 @@ impl Channel {
         if bind {
             ctx.vhost.bind(&source, dest, m.routing_key, m.arguments)?;
         } else {
-            ctx.vhost.unbind(&source, &dest, &m.routing_key, &m.arguments);
+            ctx.vhost
+                .unbind(&source, &dest, &m.routing_key, &m.arguments);
         }
         Ok(())
     }
@@ -679,7 +682,12 @@ impl Channel {
         let queues = &self.scratch.queues;
         let (lsn, routed) = match &ctx.vhost.store {
             Some(store) if msg.is_persistent() => persist_and_push(store, &msg, queues)?,
-            _ => (0, queues.iter().fold(false, |r, q| q.push(msg.clone(), None) | r)),
+            _ => (
+                0,
+                queues
+                    .iter()
+                    .fold(false, |r, q| q.push(msg.clone(), None) | r),
+            ),
         };
         self.scratch.queues.clear();
         if !routed && publish.mandatory {
@@ -691,8 +699,13 @@ impl Channel {
             });
         }
         if let Some(seq) = confirm_seq {
-            let confirm = Outbound::Confirm { channel: self.id(), delivery_tag: seq, ack: true };
-            self.link.send_after(lsn, confirm, ctx.vhost.store.as_deref());
+            let confirm = Outbound::Confirm {
+                channel: self.id(),
+                delivery_tag: seq,
+                ack: true,
+            };
+            self.link
+                .send_after(lsn, confirm, ctx.vhost.store.as_deref());
         }
         Ok(())
     }
@@ -754,9 +767,18 @@ fn persist_and_push(
         0 => {}
         1 => {
             if let Some((queue, qrec)) = queues.iter().find_map(|q| q.record.map(|r| (q, r))) {
-                let id = store.append(records::MESSAGE, content().encode_message(qrec)).map_err(failed)?;
+                let id = store
+                    .append(records::MESSAGE, content().encode_message(qrec))
+                    .map_err(failed)?;
                 lsn = id.0;
-                routed |= queue.push(msg.clone(), Some(Persisted { record: id, body: None, marker: None }));
+                routed |= queue.push(
+                    msg.clone(),
+                    Some(Persisted {
+                        record: id,
+                        body: None,
+                        marker: None,
+                    }),
+                );
             }
         }
         n => {
@@ -767,13 +789,20 @@ fn persist_and_push(
             batch.clear();
             for q in queues.iter().filter(|q| q.persists()) {
                 if let Some(qrec) = q.record {
-                    batch.push(NewRecord::new(records::ENTRY, records::encode_entry(qrec, first)));
+                    batch.push(NewRecord::new(
+                        records::ENTRY,
+                        records::encode_entry(qrec, first),
+                    ));
                 }
             }
             let mut next = store.append_batch(&batch).map_err(failed)?.0;
             let body = SharedBody::new(first, batch.len());
             for q in queues.iter().filter(|q| q.persists()) {
-                let p = Persisted { record: RecordId(next), body: Some(body.clone()), marker: None };
+                let p = Persisted {
+                    record: RecordId(next),
+                    body: Some(body.clone()),
+                    marker: None,
+                };
                 routed |= q.push(msg.clone(), Some(p));
                 lsn = next;
                 next += 1;

@@ -115,7 +115,11 @@ pub struct RouteScratch {
 }
 
 impl Exchange {
-    pub fn new(name: ShortStr, options: ExchangeOptions, record: Option<RecordId>) -> Arc<Exchange> {
+    pub fn new(
+        name: ShortStr,
+        options: ExchangeOptions,
+        record: Option<RecordId>,
+    ) -> Arc<Exchange> {
         let alternate = options
             .arguments
             .get("alternate-exchange")
@@ -214,7 +218,12 @@ impl Exchange {
 
     /// Records of every durable binding from this exchange (it is being deleted).
     pub fn binding_records(&self) -> Vec<RecordId> {
-        self.bindings.read().all.iter().filter_map(|x| x.record).collect()
+        self.bindings
+            .read()
+            .all
+            .iter()
+            .filter_map(|x| x.record)
+            .collect()
     }
 
     pub fn has_bindings(&self) -> bool {

@@ -93,7 +93,9 @@ impl Queue {
     /// Records the hand-over of `entry` to a client: a delivery marker when
     /// it must be acked, or its end when it was sent without ack.
     fn hand_over(&self, entry: &mut Entry, no_ack: bool) {
-        let (Some(store), Some(p)) = (&self.store, entry.persisted.as_mut()) else { return };
+        let (Some(store), Some(p)) = (&self.store, entry.persisted.as_mut()) else {
+            return;
+        };
         if no_ack {
             store.discard(p);
         } else {
@@ -264,7 +266,12 @@ impl Queue {
         let seq = st.next_seq;
         st.next_seq += 1;
         let redelivered = persisted.marker.is_some();
-        st.ready.push_back(Entry { msg, seq, redelivered, persisted: Some(persisted) });
+        st.ready.push_back(Entry {
+            msg,
+            seq,
+            redelivered,
+            persisted: Some(persisted),
+        });
     }
 
     pub fn message_count(&self) -> u32 {

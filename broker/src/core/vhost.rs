@@ -130,7 +130,11 @@ impl VHost {
                     internal: opts.internal,
                     arguments: opts.arguments.clone(),
                 };
-                Some(store.append(records::EXCHANGE, rec.encode()).map_err(log_failed)?)
+                Some(
+                    store
+                        .append(records::EXCHANGE, rec.encode())
+                        .map_err(log_failed)?,
+                )
             }
             _ => None,
         };
@@ -197,7 +201,12 @@ impl VHost {
                 }
             }
         };
-        source.bind(destination.clone(), routing_key.clone(), arguments.clone(), persist);
+        source.bind(
+            destination.clone(),
+            routing_key.clone(),
+            arguments.clone(),
+            persist,
+        );
         failed.map_or(Ok(()), Err)
     }
 
@@ -322,7 +331,9 @@ impl VHost {
                     auto_delete: opts.auto_delete,
                     arguments: opts.arguments.clone(),
                 };
-                let id = store.append(records::QUEUE, rec.encode()).map_err(log_failed)?;
+                let id = store
+                    .append(records::QUEUE, rec.encode())
+                    .map_err(log_failed)?;
                 (Some(store.clone()), Some(id))
             }
             _ => (None, None),

@@ -16,7 +16,9 @@ use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use warren_persistence::{FileLog, FsyncPolicy, MemoryStore, NewRecord, RecordId, Store, StoreConfig, StoreError};
+use warren_persistence::{
+    FileLog, FsyncPolicy, MemoryStore, NewRecord, RecordId, Store, StoreConfig, StoreError,
+};
 
 use crate::core::link::ChannelLink;
 
@@ -32,7 +34,11 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { data_dir: None, fsync: FsyncPolicy::Always, segment_size: 64 * 1024 * 1024 }
+        StorageConfig {
+            data_dir: None,
+            fsync: FsyncPolicy::Always,
+            segment_size: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -46,7 +52,10 @@ pub struct SharedBody {
 
 impl SharedBody {
     pub fn new(record: RecordId, refs: usize) -> Arc<SharedBody> {
-        Arc::new(SharedBody { record, refs: AtomicUsize::new(refs) })
+        Arc::new(SharedBody {
+            record,
+            refs: AtomicUsize::new(refs),
+        })
     }
 }
 
@@ -93,13 +102,17 @@ pub struct Persistence {
 
 impl std::fmt::Debug for Persistence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Persistence").field("appended", &self.appended).finish()
+        f.debug_struct("Persistence")
+            .field("appended", &self.appended)
+            .finish()
     }
 }
 
 impl Persistence {
     /// Opens the log (file or memory) and returns what it recovered.
-    pub fn open(config: &StorageConfig) -> Result<(Arc<Persistence>, Vec<warren_persistence::Record>), StoreError> {
+    pub fn open(
+        config: &StorageConfig,
+    ) -> Result<(Arc<Persistence>, Vec<warren_persistence::Record>), StoreError> {
         let waiters = Arc::new(Waiters::default());
         let w = waiters.clone();
         let store_config = StoreConfig::default()
@@ -115,8 +128,17 @@ impl Persistence {
             None => (Arc::new(MemoryStore::new(store_config)), Vec::new()),
         };
         let appended = log.stats().durable_lsn;
-        waiters.durable.fetch_max(log.durable_lsn(), Ordering::SeqCst);
-        Ok((Arc::new(Persistence { log, waiters, appended: AtomicU64::new(appended) }), recovered))
+        waiters
+            .durable
+            .fetch_max(log.durable_lsn(), Ordering::SeqCst);
+        Ok((
+            Arc::new(Persistence {
+                log,
+                waiters,
+                appended: AtomicU64::new(appended),
+            }),
+            recovered,
+        ))
     }
 
     fn note(&self, id: RecordId) -> RecordId {
@@ -139,7 +161,10 @@ impl Persistence {
 
     /// Undoes a record durably.
     pub fn tombstone(&self, target: RecordId) {
-        match self.log.append(records::TOMBSTONE, Bytes::new(), Some(target)) {
+        match self
+            .log
+            .append(records::TOMBSTONE, Bytes::new(), Some(target))
+        {
             Ok(id) => {
                 self.note(id);
             }
@@ -199,11 +224,12 @@ impl Persistence {
         }
     }
 
-    /// Waits until everything appended so far is durable (for shutdown).
-    pub fn flush(&self) {
+    /// Makes everything appended durable and releases the data directory
+    /// (at shutdown).
+    pub fn close(&self) {
         if let Err(e) = self.log.flush() {
             tracing::error!(error = %e, "cannot flush the log");
         }
+        self.log.close();
     }
-
 }

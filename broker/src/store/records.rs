@@ -101,7 +101,10 @@ struct Reader {
 
 impl Reader {
     fn new(buf: &Bytes, what: &'static str) -> Reader {
-        Reader { buf: buf.clone(), what }
+        Reader {
+            buf: buf.clone(),
+            what,
+        }
     }
     fn err(&self) -> Malformed {
         Malformed(self.what)
@@ -136,42 +139,63 @@ impl Reader {
 }
 
 fn flags(bits: &[bool]) -> u8 {
-    bits.iter().enumerate().fold(0, |acc, (i, b)| acc | (u8::from(*b) << i))
+    bits.iter()
+        .enumerate()
+        .fold(0, |acc, (i, b)| acc | (u8::from(*b) << i))
 }
 
 impl ExchangeRecord {
     pub fn encode(&self) -> Bytes {
         let mut w = Writer::new(64);
         w.short(&self.vhost).short(&self.name).short(&self.kind);
-        w.u8(flags(&[self.auto_delete, self.internal])).long(self.arguments.raw_bytes());
+        w.u8(flags(&[self.auto_delete, self.internal]))
+            .long(self.arguments.raw_bytes());
         w.finish()
     }
     pub fn decode(b: &Bytes) -> Result<ExchangeRecord, Malformed> {
         let mut r = Reader::new(b, "exchange");
         let (vhost, name, kind) = (r.short()?, r.short()?, r.short()?);
         let f = r.u8()?;
-        Ok(ExchangeRecord { vhost, name, kind, auto_delete: f & 1 != 0, internal: f & 2 != 0, arguments: r.table()? })
+        Ok(ExchangeRecord {
+            vhost,
+            name,
+            kind,
+            auto_delete: f & 1 != 0,
+            internal: f & 2 != 0,
+            arguments: r.table()?,
+        })
     }
 }
 
 impl QueueRecord {
     pub fn encode(&self) -> Bytes {
         let mut w = Writer::new(64);
-        w.short(&self.vhost).short(&self.name).u8(flags(&[self.auto_delete])).long(self.arguments.raw_bytes());
+        w.short(&self.vhost)
+            .short(&self.name)
+            .u8(flags(&[self.auto_delete]))
+            .long(self.arguments.raw_bytes());
         w.finish()
     }
     pub fn decode(b: &Bytes) -> Result<QueueRecord, Malformed> {
         let mut r = Reader::new(b, "queue");
         let (vhost, name) = (r.short()?, r.short()?);
         let f = r.u8()?;
-        Ok(QueueRecord { vhost, name, auto_delete: f & 1 != 0, arguments: r.table()? })
+        Ok(QueueRecord {
+            vhost,
+            name,
+            auto_delete: f & 1 != 0,
+            arguments: r.table()?,
+        })
     }
 }
 
 impl BindingRecord {
     pub fn encode(&self) -> Bytes {
         let mut w = Writer::new(64);
-        w.short(&self.vhost).short(&self.source).u8(u8::from(self.to_exchange)).short(&self.destination);
+        w.short(&self.vhost)
+            .short(&self.source)
+            .u8(u8::from(self.to_exchange))
+            .short(&self.destination);
         w.short(&self.routing_key).long(self.arguments.raw_bytes());
         w.finish()
     }
@@ -180,22 +204,40 @@ impl BindingRecord {
         let (vhost, source) = (r.short()?, r.short()?);
         let to_exchange = r.u8()? != 0;
         let (destination, routing_key) = (r.short()?, r.short()?);
-        Ok(BindingRecord { vhost, source, to_exchange, destination, routing_key, arguments: r.table()? })
+        Ok(BindingRecord {
+            vhost,
+            source,
+            to_exchange,
+            destination,
+            routing_key,
+            arguments: r.table()?,
+        })
     }
 }
 
 impl MessageContent {
     fn write(&self, w: &mut Writer) {
-        w.short(&self.exchange).short(&self.routing_key).long(&self.raw_properties);
+        w.short(&self.exchange)
+            .short(&self.routing_key)
+            .long(&self.raw_properties);
         w.0.put_slice(&self.body);
     }
     fn read(r: &mut Reader) -> Result<MessageContent, Malformed> {
         let (exchange, routing_key) = (r.short()?, r.short()?);
         let raw_properties = r.long()?;
-        Ok(MessageContent { exchange, routing_key, raw_properties, body: r.rest() })
+        Ok(MessageContent {
+            exchange,
+            routing_key,
+            raw_properties,
+            body: r.rest(),
+        })
     }
     fn size(&self) -> usize {
-        self.exchange.len() + self.routing_key.len() + self.raw_properties.len() + self.body.len() + 8
+        self.exchange.len()
+            + self.routing_key.len()
+            + self.raw_properties.len()
+            + self.body.len()
+            + 8
     }
 
     /// A [`BODY`] record.
@@ -256,7 +298,9 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let args: FieldTable = [(s("x-max-length"), FieldValue::I32(5))].into_iter().collect();
+        let args: FieldTable = [(s("x-max-length"), FieldValue::I32(5))]
+            .into_iter()
+            .collect();
         let x = ExchangeRecord {
             vhost: s("/"),
             name: s("x"),
@@ -266,7 +310,12 @@ mod tests {
             arguments: args.clone(),
         };
         assert_eq!(ExchangeRecord::decode(&x.encode()).ok(), Some(x));
-        let q = QueueRecord { vhost: s("/"), name: s("q"), auto_delete: false, arguments: args.clone() };
+        let q = QueueRecord {
+            vhost: s("/"),
+            name: s("q"),
+            auto_delete: false,
+            arguments: args.clone(),
+        };
         assert_eq!(QueueRecord::decode(&q.encode()).ok(), Some(q));
         let b = BindingRecord {
             vhost: s("/"),
@@ -283,15 +332,32 @@ mod tests {
             raw_properties: Bytes::from_static(&[0x10, 0, 2]),
             body: Bytes::from_static(b"hello"),
         };
-        assert_eq!(MessageContent::decode_body(&m.encode_body()).ok(), Some(m.clone()));
-        assert_eq!(MessageContent::decode_message(&m.encode_message(RecordId(9))).ok(), Some((RecordId(9), m)));
-        assert_eq!(decode_entry(&encode_entry(RecordId(1), RecordId(2))).ok(), Some((RecordId(1), RecordId(2))));
-        assert_eq!(decode_delivered(&encode_delivered(RecordId(3))).ok(), Some(RecordId(3)));
+        assert_eq!(
+            MessageContent::decode_body(&m.encode_body()).ok(),
+            Some(m.clone())
+        );
+        assert_eq!(
+            MessageContent::decode_message(&m.encode_message(RecordId(9))).ok(),
+            Some((RecordId(9), m))
+        );
+        assert_eq!(
+            decode_entry(&encode_entry(RecordId(1), RecordId(2))).ok(),
+            Some((RecordId(1), RecordId(2)))
+        );
+        assert_eq!(
+            decode_delivered(&encode_delivered(RecordId(3))).ok(),
+            Some(RecordId(3))
+        );
     }
 
     #[test]
     fn truncated_records_are_errors_not_panics() {
-        let q = QueueRecord { vhost: s("/"), name: s("q"), auto_delete: false, arguments: FieldTable::default() };
+        let q = QueueRecord {
+            vhost: s("/"),
+            name: s("q"),
+            auto_delete: false,
+            arguments: FieldTable::default(),
+        };
         let bytes = q.encode();
         for i in 0..bytes.len() {
             assert!(QueueRecord::decode(&bytes.slice(..i)).is_err());

@@ -38,7 +38,11 @@ fn message(content: MessageContent) -> Option<Arc<Message>> {
 
 /// Restores exchanges, queues, bindings and queued messages into `vhosts`,
 /// in log order, so every queue gets its messages back in publish order.
-pub fn restore(records: Vec<Record>, store: &Arc<Persistence>, vhosts: &HashMap<String, Arc<VHost>>) -> Recovered {
+pub fn restore(
+    records: Vec<Record>,
+    store: &Arc<Persistence>,
+    vhosts: &HashMap<String, Arc<VHost>>,
+) -> Recovered {
     let mut out = Recovered::default();
     // Delivery markers and fan-out reference counts come after what they
     // describe; gather them first.
@@ -88,7 +92,13 @@ pub fn restore(records: Vec<Record>, store: &Arc<Persistence>, vhosts: &HashMap<
                     auto_delete: q.auto_delete,
                     arguments: q.arguments,
                 };
-                let queue = Queue::new(q.name, vhost.name.clone(), opts, Some(store.clone()), Some(r.id));
+                let queue = Queue::new(
+                    q.name,
+                    vhost.name.clone(),
+                    opts,
+                    Some(store.clone()),
+                    Some(r.id),
+                );
                 vhost.restore_queue(queue.clone());
                 queues.insert(r.id.0, queue);
                 out.queues += 1;
@@ -106,28 +116,51 @@ pub fn restore(records: Vec<Record>, store: &Arc<Persistence>, vhosts: &HashMap<
                 out.bindings += 1;
                 Some(())
             }),
-            records::BODY => MessageContent::decode_body(&r.payload).ok().and_then(message).map(|msg| {
-                let refs = body_refs.get(&r.id.0).copied().unwrap_or(0);
-                bodies.insert(r.id.0, (msg, SharedBody::new(r.id, refs)));
-            }),
-            records::ENTRY => records::decode_entry(&r.payload).ok().and_then(|(qrec, brec)| {
-                let queue = queues.get(&qrec.0)?;
-                let (msg, body) = bodies.get(&brec.0)?;
-                let marker = markers.get(&r.id.0).copied();
-                queue.restore(msg.clone(), Persisted { record: r.id, body: Some(body.clone()), marker });
-                restored_messages.insert(r.id.0, ());
-                out.messages += 1;
-                Some(())
-            }),
-            records::MESSAGE => MessageContent::decode_message(&r.payload).ok().and_then(|(qrec, content)| {
-                let queue = queues.get(&qrec.0)?;
-                let msg = message(content)?;
-                let marker = markers.get(&r.id.0).copied();
-                queue.restore(msg, Persisted { record: r.id, body: None, marker });
-                restored_messages.insert(r.id.0, ());
-                out.messages += 1;
-                Some(())
-            }),
+            records::BODY => MessageContent::decode_body(&r.payload)
+                .ok()
+                .and_then(message)
+                .map(|msg| {
+                    let refs = body_refs.get(&r.id.0).copied().unwrap_or(0);
+                    bodies.insert(r.id.0, (msg, SharedBody::new(r.id, refs)));
+                }),
+            records::ENTRY => records::decode_entry(&r.payload)
+                .ok()
+                .and_then(|(qrec, brec)| {
+                    let queue = queues.get(&qrec.0)?;
+                    let (msg, body) = bodies.get(&brec.0)?;
+                    let marker = markers.get(&r.id.0).copied();
+                    queue.restore(
+                        msg.clone(),
+                        Persisted {
+                            record: r.id,
+                            body: Some(body.clone()),
+                            marker,
+                        },
+                    );
+                    restored_messages.insert(r.id.0, ());
+                    out.messages += 1;
+                    Some(())
+                }),
+            records::MESSAGE => {
+                MessageContent::decode_message(&r.payload)
+                    .ok()
+                    .and_then(|(qrec, content)| {
+                        let queue = queues.get(&qrec.0)?;
+                        let msg = message(content)?;
+                        let marker = markers.get(&r.id.0).copied();
+                        queue.restore(
+                            msg,
+                            Persisted {
+                                record: r.id,
+                                body: None,
+                                marker,
+                            },
+                        );
+                        restored_messages.insert(r.id.0, ());
+                        out.messages += 1;
+                        Some(())
+                    })
+            }
             records::DELIVERED => Some(()),
             _ => None,
         };
@@ -137,7 +170,11 @@ pub fn restore(records: Vec<Record>, store: &Arc<Persistence>, vhosts: &HashMap<
             out.dropped += 1;
             match r.kind {
                 records::EXCHANGE | records::QUEUE => {
-                    tracing::warn!(id = r.id.0, kind = r.kind, "skipping a definition that cannot be restored")
+                    tracing::warn!(
+                        id = r.id.0,
+                        kind = r.kind,
+                        "skipping a definition that cannot be restored"
+                    )
                 }
                 _ => store.tombstone(r.id),
             }
