@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use warren_protocol::{
-    BasicConsumeOk, BasicPublish, ContentHeader, ExchangeBind, ExchangeDeclare, Method,
+    BasicConsumeOk, BasicPublish, ContentHeader, ExchangeBind, ExchangeDeclare, FieldValue, Method,
     QueueDeclare, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, ShortStr,
 };
 
@@ -14,7 +14,8 @@ use super::link::{ChannelLink, Consumer, Unacked};
 use super::message::Message;
 use super::names;
 use super::outbox::Outbound;
-use super::queue::{Entry, Queue, QueueOptions};
+use super::queue::{Entry, PushOutcome, Queue, QueueOptions};
+use super::queue_args::{DeclareFlags, QueueArgs};
 use super::session::SessionCtx;
 use crate::error::{q, AmqpError};
 use crate::store::records;
@@ -399,6 +400,7 @@ impl Channel {
     fn queue_declare(&mut self, ctx: &mut SessionCtx, m: QueueDeclare) -> Result<(), AmqpError> {
         let queue = if m.passive {
             let queue = self.queue(ctx, &m.queue)?;
+            queue.touch();
             queue
         } else {
             let name = if m.queue.is_empty() {
@@ -411,13 +413,20 @@ impl Channel {
             } else {
                 m.queue.clone()
             };
+            let what = format!("queue {} in vhost '{}'", q(&name), ctx.vhost.name);
+            let flags = DeclareFlags {
+                durable: m.durable,
+                exclusive: m.exclusive,
+                auto_delete: m.auto_delete,
+            };
+            let args = QueueArgs::parse(&m.arguments, &what, flags)?;
             let opts = QueueOptions {
                 durable: m.durable,
                 exclusive_owner: m.exclusive.then_some(ctx.link.id),
                 auto_delete: m.auto_delete,
                 arguments: m.arguments,
             };
-            let (queue, created) = ctx.vhost.declare_queue(name, opts, ctx.link.id)?;
+            let (queue, created) = ctx.vhost.declare_queue(name, opts, args, ctx.link.id)?;
             if created && queue.is_exclusive() {
                 ctx.exclusive_queues.push(queue.clone());
             }
@@ -511,9 +520,16 @@ impl Channel {
         };
         match requeue {
             Some(true) => requeue_all(taken),
-            _ => {
-                // Acked or dropped: gone for good, and credit is back, so
-                // queues may deliver more.
+            // Rejected without requeue: dead-lettered (or dropped).
+            Some(false) => {
+                for (queue, entries) in group_by_queue(taken) {
+                    queue.reject(entries);
+                    queue.dispatch();
+                }
+            }
+            None => {
+                // Acked: gone for good, and credit is back, so queues may
+                // deliver more.
                 if let [u] = taken.as_slice() {
                     u.queue.discard([&u.entry]);
                     u.queue.dispatch();
@@ -673,23 +689,24 @@ impl Channel {
             _ => None,
         };
         let exchange = self.publish_exchange(ctx, &publish.exchange)?;
-        ctx.vhost.route(
-            &exchange,
-            &publish.routing_key,
-            msg.properties.headers.as_ref(),
-            &mut self.scratch,
-        );
+        let headers = msg.properties.headers.as_ref();
+        self.scratch.queues.clear();
+        ctx.vhost
+            .route(&exchange, &publish.routing_key, headers, &mut self.scratch);
+        // CC and BCC headers name more routing keys (sender-selected distribution).
+        let cc_bcc = headers.is_some_and(|h| h.contains_key("CC") || h.contains_key("BCC"));
+        let msg = if cc_bcc {
+            self.route_cc_bcc(ctx, &exchange, msg)
+        } else {
+            msg
+        };
         let queues = &self.scratch.queues;
-        let (lsn, routed) = match &ctx.vhost.store {
+        let done = match &ctx.vhost.store {
             Some(store) if msg.is_persistent() => persist_and_push(store, &msg, queues)?,
-            _ => (
-                0,
-                queues
-                    .iter()
-                    .fold(false, |r, q| q.push(msg.clone(), None) | r),
-            ),
+            _ => push_all(&msg, queues),
         };
         self.scratch.queues.clear();
+        let (lsn, routed) = (done.lsn, done.routed);
         if !routed && publish.mandatory {
             self.link.conn.outbox.push(Outbound::Return {
                 channel: self.id(),
@@ -702,12 +719,50 @@ impl Channel {
             let confirm = Outbound::Confirm {
                 channel: self.id(),
                 delivery_tag: seq,
-                ack: true,
+                ack: !done.rejected,
             };
             self.link
                 .send_after(lsn, confirm, ctx.vhost.store.as_deref());
         }
         Ok(())
+    }
+
+    /// Adds the queues for the keys in the `CC` and `BCC` headers; returns
+    /// the message without its `BCC` header, which no consumer may see.
+    fn route_cc_bcc(
+        &mut self,
+        ctx: &SessionCtx,
+        exchange: &Arc<super::exchange::Exchange>,
+        msg: Arc<Message>,
+    ) -> Arc<Message> {
+        let Some(headers) = msg.properties.headers.as_ref() else {
+            return msg;
+        };
+        for name in ["CC", "BCC"] {
+            if let Some(FieldValue::Array(keys)) = headers.get(name) {
+                for key in keys
+                    .iter()
+                    .filter_map(|k| k.as_str().and_then(|s| ShortStr::try_from(s).ok()))
+                {
+                    ctx.vhost
+                        .route(exchange, &key, Some(headers), &mut self.scratch);
+                }
+            }
+        }
+        if !headers.contains_key("BCC") {
+            return msg;
+        }
+        let mut properties = msg.properties.clone();
+        if let Some(h) = properties.headers.as_mut() {
+            h.remove("BCC");
+        }
+        Arc::new(Message {
+            exchange: msg.exchange.clone(),
+            routing_key: msg.routing_key.clone(),
+            properties,
+            raw_properties: Bytes::new(),
+            body: msg.body.clone(),
+        })
     }
 
     /// Releases everything the channel holds: consumers leave their queues
@@ -741,15 +796,46 @@ fn group_by_queue(unacked: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Entry>)> {
     groups
 }
 
+/// What enqueueing a routed message came to.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Enqueued {
+    /// The log record the publisher's confirm waits for (0: none).
+    pub lsn: u64,
+    /// Some queue took the message.
+    pub routed: bool,
+    /// Some queue refused it (x-overflow reject-publish): nack the publisher.
+    pub rejected: bool,
+}
+
+impl Enqueued {
+    fn note(&mut self, outcome: PushOutcome) {
+        match outcome {
+            PushOutcome::Queued => self.routed = true,
+            PushOutcome::Rejected => {
+                self.routed = true;
+                self.rejected = true;
+            }
+            PushOutcome::Gone => {}
+        }
+    }
+}
+
+/// Puts a transient message (or one for a broker without a log) in `queues`.
+pub(crate) fn push_all(msg: &Arc<Message>, queues: &[Arc<Queue>]) -> Enqueued {
+    let mut out = Enqueued::default();
+    for q in queues {
+        out.note(q.push(msg.clone(), None));
+    }
+    out
+}
+
 /// Writes a persistent message to the log for the durable queues among
-/// `queues`, then puts it in every queue. Returns the id the publisher's
-/// confirm must wait for (0 when nothing was written) and whether any queue
-/// took the message.
-fn persist_and_push(
+/// `queues`, then puts it in every queue.
+pub(crate) fn persist_and_push(
     store: &Persistence,
     msg: &Arc<Message>,
     queues: &[Arc<Queue>],
-) -> Result<(u64, bool), AmqpError> {
+) -> Result<Enqueued, AmqpError> {
     let durable = queues.iter().filter(|q| q.persists()).count();
     let failed = |e: warren_persistence::StoreError| {
         tracing::error!(error = %e, "cannot write to the log");
@@ -761,8 +847,7 @@ fn persist_and_push(
         raw_properties: msg.raw_properties_or_encoded(),
         body: msg.body.clone(),
     };
-    let mut lsn = 0;
-    let mut routed = false;
+    let mut out = Enqueued::default();
     match durable {
         0 => {}
         1 => {
@@ -770,15 +855,13 @@ fn persist_and_push(
                 let id = store
                     .append(records::MESSAGE, content().encode_message(qrec))
                     .map_err(failed)?;
-                lsn = id.0;
-                routed |= queue.push(
-                    msg.clone(),
-                    Some(Persisted {
-                        record: id,
-                        body: None,
-                        marker: None,
-                    }),
-                );
+                out.lsn = id.0;
+                let p = Persisted {
+                    record: id,
+                    body: None,
+                    marker: None,
+                };
+                out.note(queue.push(msg.clone(), Some(p)));
             }
         }
         n => {
@@ -803,14 +886,14 @@ fn persist_and_push(
                     body: Some(body.clone()),
                     marker: None,
                 };
-                routed |= q.push(msg.clone(), Some(p));
-                lsn = next;
+                out.note(q.push(msg.clone(), Some(p)));
+                out.lsn = next;
                 next += 1;
             }
         }
     }
     for q in queues.iter().filter(|q| !q.persists()) {
-        routed |= q.push(msg.clone(), None);
+        out.note(q.push(msg.clone(), None));
     }
-    Ok((lsn, routed))
+    Ok(out)
 }

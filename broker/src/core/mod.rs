@@ -2,6 +2,7 @@
 //! session that turns AMQP methods into operations on them. No I/O here.
 
 pub mod channel;
+pub mod dead_letter;
 pub mod exchange;
 pub mod headers;
 pub mod link;
@@ -9,6 +10,8 @@ pub mod message;
 pub mod names;
 pub mod outbox;
 pub mod queue;
+pub mod queue_args;
+pub mod ready;
 pub mod session;
 pub mod topic;
 pub mod vhost;

@@ -1,13 +1,22 @@
-//! A queue: its ready messages, its consumers, and delivery to them.
+//! A queue: its ready messages, its consumers, and delivery to them, with
+//! the RabbitMQ features that act on messages inside a queue: TTL, length
+//! limits, dead-lettering, priorities, single active consumer and delivery
+//! limits.
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use warren_protocol::{FieldTable, ShortStr};
+use tokio::sync::Notify;
+use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
+use super::dead_letter::{self, Reason};
+use super::exchange::RouteScratch;
 use super::link::{ChannelLink, ConnectionId, Consumer};
 use super::message::Message;
+use super::queue_args::{Overflow, QueueArgs, QueueKind};
+use super::ready::Ready;
+use super::vhost::VHost;
 use crate::error::{q, AmqpError};
 use crate::store::{Persisted, Persistence};
 
@@ -20,6 +29,16 @@ pub struct Entry {
     pub redelivered: bool,
     /// Set for a persistent message in a durable queue.
     pub persisted: Option<Persisted>,
+    /// When the message expires, in ms since the queue's epoch.
+    pub expires_at: Option<u64>,
+    /// Times the message came back to the queue (quorum delivery limits).
+    pub returns: u32,
+}
+
+impl Entry {
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at.is_some_and(|t| now_ms > t)
+    }
 }
 
 /// How a queue was declared; compared on redeclare.
@@ -31,9 +50,18 @@ pub struct QueueOptions {
     pub arguments: FieldTable,
 }
 
-#[derive(Default)]
+/// What became of a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    Queued,
+    /// Refused by `x-overflow = reject-publish(-dlx)`: the publisher is nacked.
+    Rejected,
+    /// The queue was deleted meanwhile.
+    Gone,
+}
+
 struct State {
-    ready: VecDeque<Entry>,
+    ready: Ready,
     next_seq: u64,
     consumers: Vec<Arc<Consumer>>,
     /// Where the round robin continues.
@@ -41,42 +69,78 @@ struct State {
     /// Set once a consumer was attached: auto-delete applies only after that.
     had_consumer: bool,
     deleted: bool,
+    /// Last time the queue was used, for `x-expires`.
+    last_used: Instant,
+    /// Messages to dead-letter once the lock is released.
+    dead: Vec<(Entry, Reason)>,
+    janitor: bool,
 }
 
 pub struct Queue {
     pub name: ShortStr,
     pub vhost: String,
     pub options: QueueOptions,
+    pub args: QueueArgs,
     /// The log, for a durable queue of a broker with one.
     pub store: Option<Arc<Persistence>>,
     /// This queue's QUEUE record, when it is durable.
     pub record: Option<warren_persistence::RecordId>,
+    vhost_ref: Weak<VHost>,
+    epoch: Instant,
+    /// Wakes the expiry task when deadlines change or the queue goes.
+    wake: Arc<Notify>,
     me: Weak<Queue>,
     state: Mutex<State>,
 }
 
 impl Queue {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: ShortStr,
         vhost: String,
         options: QueueOptions,
+        args: QueueArgs,
         store: Option<Arc<Persistence>>,
         record: Option<warren_persistence::RecordId>,
+        vhost_ref: Weak<VHost>,
     ) -> Arc<Queue> {
-        Arc::new_cyclic(|me| Queue {
+        let ready = Ready::new(args.max_priority);
+        let queue = Arc::new_cyclic(|me| Queue {
             name,
             vhost,
             options,
+            args,
             store,
             record,
+            vhost_ref,
+            epoch: Instant::now(),
+            wake: Arc::new(Notify::new()),
             me: me.clone(),
-            state: Mutex::new(State::default()),
-        })
+            state: Mutex::new(State {
+                ready,
+                next_seq: 0,
+                consumers: Vec::new(),
+                next_consumer: 0,
+                had_consumer: false,
+                deleted: false,
+                last_used: Instant::now(),
+                dead: Vec::new(),
+                janitor: false,
+            }),
+        });
+        if queue.args.message_ttl.is_some() || queue.args.expires.is_some() {
+            queue.start_janitor(&mut queue.state.lock());
+        }
+        queue
     }
 
     /// Whether persistent messages routed here are written to the log.
     pub fn persists(&self) -> bool {
         self.record.is_some() && self.store.is_some()
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Drops messages for good: acked, rejected without requeue, purged.
@@ -88,6 +152,12 @@ impl Queue {
                 }
             }
         }
+    }
+
+    /// Rejected without requeue by a client: dead-lettered if the queue has
+    /// a dead-letter exchange, else dropped.
+    pub fn reject(&self, entries: Vec<Entry>) {
+        self.dead_letter(entries.into_iter().map(|e| (e, Reason::Rejected)).collect());
     }
 
     /// Records the hand-over of `entry` to a client: a delivery marker when
@@ -126,38 +196,132 @@ impl Queue {
         ))
     }
 
+    /// Marks the queue as used now (for `x-expires`).
+    pub fn touch(&self) {
+        self.state.lock().last_used = Instant::now();
+    }
+
+    /// When a message published now expires: the lower of the queue's TTL
+    /// and the message's `expiration`.
+    fn expiry_for(&self, msg: &Message) -> Option<u64> {
+        let per_message = msg
+            .properties
+            .expiration
+            .as_ref()
+            .and_then(|e| e.as_str().and_then(|s| s.parse::<u64>().ok()));
+        let ttl = match (
+            self.args.message_ttl.map(|d| d.as_millis() as u64),
+            per_message,
+        ) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(self.now_ms().saturating_add(ttl))
+    }
+
     /// Adds a published message and hands it to a consumer if one has room.
-    /// False if the queue was deleted meanwhile.
-    pub fn push(&self, msg: Arc<Message>, persisted: Option<Persisted>) -> bool {
-        let mut st = self.state.lock();
+    pub fn push(&self, msg: Arc<Message>, persisted: Option<Persisted>) -> PushOutcome {
+        let expires_at = self.expiry_for(&msg);
+        let (outcome, dead) = {
+            let mut st = self.state.lock();
+            let outcome = self.push_locked(&mut st, msg, persisted, expires_at);
+            (outcome, std::mem::take(&mut st.dead))
+        };
+        self.dead_letter(dead);
+        outcome
+    }
+
+    fn push_locked(
+        &self,
+        st: &mut State,
+        msg: Arc<Message>,
+        persisted: Option<Persisted>,
+        expires_at: Option<u64>,
+    ) -> PushOutcome {
         if st.deleted {
             if let (Some(store), Some(p)) = (&self.store, &persisted) {
                 store.discard(p);
             }
-            return false;
+            return PushOutcome::Gone;
         }
+        let size = msg.body.len() as u64;
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.ready.push_back(Entry {
+        let entry = Entry {
             msg,
             seq,
             redelivered: false,
             persisted,
-        });
-        if !st.consumers.is_empty() {
-            self.dispatch_locked(&mut st);
+            expires_at,
+            returns: 0,
+        };
+        if self.over_limit(st, 1, size) {
+            match self.args.overflow {
+                Overflow::DropHead => {
+                    // Make room from the head, then take the new message.
+                    while self.over_limit(st, 1, size) {
+                        match st.ready.pop_front() {
+                            Some(old) => st.dead.push((old, Reason::MaxLen)),
+                            None => break,
+                        }
+                    }
+                    if self.over_limit(st, 1, size) {
+                        // A message larger than the byte limit by itself.
+                        st.dead.push((entry, Reason::MaxLen));
+                        return PushOutcome::Queued;
+                    }
+                }
+                Overflow::RejectPublish => {
+                    self.discard([&entry]);
+                    return PushOutcome::Rejected;
+                }
+                Overflow::RejectPublishDlx => {
+                    st.dead.push((entry, Reason::MaxLen));
+                    return PushOutcome::Rejected;
+                }
+            }
         }
-        true
+        if expires_at.is_some() {
+            if !st.janitor {
+                self.start_janitor(st);
+            }
+            if st.ready.is_empty() {
+                self.wake.notify_one();
+            }
+        }
+        st.ready.push_back(entry);
+        if !st.consumers.is_empty() {
+            self.dispatch_locked(st);
+        }
+        PushOutcome::Queued
+    }
+
+    /// Whether adding `count` messages of `bytes` would break a length limit.
+    fn over_limit(&self, st: &State, count: u64, bytes: u64) -> bool {
+        self.args
+            .max_length
+            .is_some_and(|max| st.ready.len() as u64 + count > max)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|max| st.ready.bytes() + bytes > max)
     }
 
     /// Delivers ready messages to consumers with credit.
     pub fn dispatch(&self) {
-        let mut st = self.state.lock();
-        self.dispatch_locked(&mut st);
+        let dead = {
+            let mut st = self.state.lock();
+            self.dispatch_locked(&mut st);
+            std::mem::take(&mut st.dead)
+        };
+        self.dead_letter(dead);
     }
 
     fn dispatch_locked(&self, st: &mut State) {
-        let Some(me) = self.me.upgrade() else { return };
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        let mut now = None;
         while !st.ready.is_empty() {
             let Some(i) = self.pick_consumer(st) else {
                 break;
@@ -165,6 +329,12 @@ impl Queue {
             let Some(mut entry) = st.ready.pop_front() else {
                 break;
             };
+            if entry.expires_at.is_some()
+                && entry.expired(*now.get_or_insert_with(|| self.now_ms()))
+            {
+                st.dead.push((entry, Reason::Expired));
+                continue;
+            }
             let c = st.consumers[i].clone();
             self.hand_over(&mut entry, c.no_ack);
             c.channel.deliver(&me, &c, entry);
@@ -172,9 +342,14 @@ impl Queue {
     }
 
     /// The next consumer in round-robin order that can take a message, among
-    /// those of the highest consumer priority that can.
+    /// those of the highest consumer priority that can. With a single active
+    /// consumer, only the first one registered.
     fn pick_consumer(&self, st: &mut State) -> Option<usize> {
-        let n = st.consumers.len();
+        let n = if self.args.single_active_consumer {
+            st.consumers.len().min(1)
+        } else {
+            st.consumers.len()
+        };
         let mut best: Option<usize> = None;
         for k in 0..n {
             let i = (st.next_consumer + k) % n;
@@ -201,51 +376,85 @@ impl Queue {
         let Some(me) = self.me.upgrade() else {
             return false;
         };
-        let mut st = self.state.lock();
-        let Some(mut entry) = st.ready.pop_front() else {
-            return false;
+        let (found, dead) = {
+            let mut st = self.state.lock();
+            st.last_used = Instant::now();
+            let now = self.now_ms();
+            let mut found = false;
+            while let Some(mut entry) = st.ready.pop_front() {
+                if entry.expired(now) {
+                    st.dead.push((entry, Reason::Expired));
+                    continue;
+                }
+                self.hand_over(&mut entry, no_ack);
+                let remaining = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
+                channel.get_ok(&me, entry, no_ack, remaining);
+                found = true;
+                break;
+            }
+            (found, std::mem::take(&mut st.dead))
         };
-        self.hand_over(&mut entry, no_ack);
-        let remaining = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
-        channel.get_ok(&me, entry, no_ack, remaining);
-        true
+        self.dead_letter(dead);
+        found
     }
 
     /// Puts messages back at their original positions, marked redelivered.
+    /// A quorum queue counts the return and enforces its delivery limit.
     pub fn requeue(&self, entries: impl IntoIterator<Item = Entry>) {
-        let mut st = self.state.lock();
-        if st.deleted {
-            let entries: Vec<Entry> = entries.into_iter().collect();
-            self.discard(&entries);
-            return;
-        }
-        for mut e in entries {
-            e.redelivered = true;
-            // Requeued messages are nearly always older than everything ready.
-            let at = st.ready.partition_point(|r| r.seq < e.seq);
-            st.ready.insert(at, e);
-        }
-        self.dispatch_locked(&mut st);
+        let dead = {
+            let mut st = self.state.lock();
+            if st.deleted {
+                let entries: Vec<Entry> = entries.into_iter().collect();
+                self.discard(&entries);
+                return;
+            }
+            for mut e in entries {
+                e.redelivered = true;
+                if self.args.kind == QueueKind::Quorum {
+                    e.returns += 1;
+                    if self
+                        .args
+                        .delivery_limit
+                        .is_some_and(|limit| u64::from(e.returns) > limit)
+                    {
+                        st.dead.push((e, Reason::DeliveryLimit));
+                        continue;
+                    }
+                    let count = FieldValue::I64(i64::from(e.returns));
+                    e.msg = dead_letter::with_header(&e.msg, "x-delivery-count", count);
+                }
+                st.ready.insert_in_order(e);
+            }
+            self.dispatch_locked(&mut st);
+            std::mem::take(&mut st.dead)
+        };
+        self.dead_letter(dead);
     }
 
     /// Attaches a consumer, enforcing exclusive consumers.
     /// `on_added` runs under the queue's lock once the consumer is accepted
     /// and before anything is delivered to it (it queues consume-ok).
     pub fn add_consumer(&self, c: Arc<Consumer>, on_added: impl FnOnce()) -> Result<(), AmqpError> {
-        let mut st = self.state.lock();
-        if st.deleted {
-            return Err(AmqpError::not_found(format!("no {}", self.describe())));
-        }
-        if st.consumers.iter().any(|o| o.exclusive) || (c.exclusive && !st.consumers.is_empty()) {
-            return Err(AmqpError::access_refused(format!(
-                "{} in exclusive use",
-                self.describe()
-            )));
-        }
-        st.consumers.push(c);
-        st.had_consumer = true;
-        on_added();
-        self.dispatch_locked(&mut st);
+        let dead = {
+            let mut st = self.state.lock();
+            if st.deleted {
+                return Err(AmqpError::not_found(format!("no {}", self.describe())));
+            }
+            if st.consumers.iter().any(|o| o.exclusive) || (c.exclusive && !st.consumers.is_empty())
+            {
+                return Err(AmqpError::access_refused(format!(
+                    "{} in exclusive use",
+                    self.describe()
+                )));
+            }
+            st.consumers.push(c);
+            st.had_consumer = true;
+            st.last_used = Instant::now();
+            on_added();
+            self.dispatch_locked(&mut st);
+            std::mem::take(&mut st.dead)
+        };
+        self.dead_letter(dead);
         Ok(())
     }
 
@@ -253,15 +462,27 @@ impl Queue {
     /// auto-deleted (it was auto-delete and this was its last consumer).
     pub fn remove_consumer(&self, c: &Arc<Consumer>) -> bool {
         let mut st = self.state.lock();
+        let was_active = st.consumers.first().is_some_and(|f| Arc::ptr_eq(f, c));
         st.consumers.retain(|o| !Arc::ptr_eq(o, c));
         if st.next_consumer >= st.consumers.len() {
             st.next_consumer = 0;
         }
-        self.options.auto_delete && st.had_consumer && st.consumers.is_empty() && !st.deleted
+        st.last_used = Instant::now();
+        if st.consumers.is_empty() && self.args.expires.is_some() {
+            self.wake.notify_one();
+        }
+        let auto_delete =
+            self.options.auto_delete && st.had_consumer && st.consumers.is_empty() && !st.deleted;
+        if was_active && self.args.single_active_consumer && !st.consumers.is_empty() {
+            // The next consumer takes over.
+            self.dispatch_locked(&mut st);
+        }
+        auto_delete
     }
 
     /// Puts back a message recovered from the log, in log order.
     pub fn restore(&self, msg: Arc<Message>, persisted: Persisted) {
+        let expires_at = self.expiry_for(&msg);
         let mut st = self.state.lock();
         let seq = st.next_seq;
         st.next_seq += 1;
@@ -271,6 +492,8 @@ impl Queue {
             seq,
             redelivered,
             persisted: Some(persisted),
+            expires_at,
+            returns: 0,
         });
     }
 
@@ -285,10 +508,9 @@ impl Queue {
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> u32 {
         let mut st = self.state.lock();
-        let n = st.ready.len();
-        self.discard(&st.ready);
-        st.ready.clear();
-        u32::try_from(n).unwrap_or(u32::MAX)
+        let all = st.ready.drain_all();
+        self.discard(&all);
+        u32::try_from(all.len()).unwrap_or(u32::MAX)
     }
 
     pub fn check_delete(&self, if_unused: bool, if_empty: bool) -> Result<(), AmqpError> {
@@ -313,9 +535,159 @@ impl Queue {
     pub fn mark_deleted(&self) -> (u32, Vec<Arc<Consumer>>) {
         let mut st = self.state.lock();
         st.deleted = true;
-        let n = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
-        self.discard(&st.ready);
-        st.ready.clear();
-        (n, std::mem::take(&mut st.consumers))
+        let all = st.ready.drain_all();
+        self.discard(&all);
+        self.wake.notify_one();
+        (
+            u32::try_from(all.len()).unwrap_or(u32::MAX),
+            std::mem::take(&mut st.consumers),
+        )
+    }
+
+    /// Republishes messages to the dead-letter exchange (or drops them when
+    /// there is none). Called without the queue's lock.
+    fn dead_letter(&self, dead: Vec<(Entry, Reason)>) {
+        if dead.is_empty() {
+            return;
+        }
+        let target = self
+            .args
+            .dead_letter_exchange
+            .as_ref()
+            .and_then(|name| Some((self.vhost_ref.upgrade()?, name)))
+            .and_then(|(vhost, name)| Some((vhost.exchange(name).ok()?, vhost)));
+        let Some((exchange, vhost)) = target else {
+            // No dead-letter exchange (or it is gone): the messages are dropped.
+            for (entry, _) in &dead {
+                self.discard([entry]);
+            }
+            return;
+        };
+        let mut scratch = RouteScratch::default();
+        for (entry, reason) in dead {
+            let msg = dead_letter::dead_lettered(&entry.msg, reason, &self.name);
+            let mut routed_any = false;
+            for key in self.dead_letter_keys(&entry.msg) {
+                vhost.route(
+                    &exchange,
+                    &key,
+                    msg.properties.headers.as_ref(),
+                    &mut scratch,
+                );
+                scratch
+                    .queues
+                    .retain(|q| !dead_letter::is_cycle(&msg, &q.name));
+                if !scratch.queues.is_empty() {
+                    routed_any = true;
+                    let queues = std::mem::take(&mut scratch.queues);
+                    match (&vhost.store, msg.is_persistent()) {
+                        (Some(store), true) => {
+                            if let Err(e) = super::channel::persist_and_push(store, &msg, &queues) {
+                                tracing::warn!(error = %e, "dead-lettering failed");
+                            }
+                        }
+                        _ => {
+                            for q in &queues {
+                                q.push(msg.clone(), None);
+                            }
+                        }
+                    }
+                    scratch.queues = queues;
+                    scratch.queues.clear();
+                }
+            }
+            if !routed_any {
+                tracing::debug!(queue = %self.name, "dead letter routed nowhere; dropped");
+            }
+            self.discard([&entry]);
+        }
+    }
+
+    /// The keys a dead letter is routed with: the queue's
+    /// `x-dead-letter-routing-key`, else the keys it was published with.
+    fn dead_letter_keys(&self, msg: &Message) -> Vec<ShortStr> {
+        match &self.args.dead_letter_routing_key {
+            Some(k) => vec![k.clone()],
+            None => dead_letter::routing_keys(msg),
+        }
+    }
+
+    fn start_janitor(&self, st: &mut State) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        st.janitor = true;
+        handle.spawn(janitor(self.me.clone(), self.wake.clone()));
+    }
+
+    /// When the expiry task must next look: the first head expiry, or when
+    /// an unused queue expires.
+    fn next_deadline(&self) -> Option<Instant> {
+        let st = self.state.lock();
+        let head = st
+            .ready
+            .next_expiry()
+            .map(|ms| self.epoch + Duration::from_millis(ms.saturating_add(1)));
+        let unused = match (self.args.expires, st.consumers.is_empty()) {
+            (Some(ttl), true) => Some(st.last_used + ttl),
+            _ => None,
+        };
+        match (head, unused) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Expires head messages whose time has come, and deletes the queue
+    /// if it went unused for `x-expires`. False once the queue is gone.
+    fn expire_now(&self) -> bool {
+        let now = self.now_ms();
+        let (dead, delete) = {
+            let mut st = self.state.lock();
+            if st.deleted {
+                return false;
+            }
+            let mut expired = Vec::new();
+            st.ready.take_expired(now, &mut expired);
+            st.dead
+                .extend(expired.into_iter().map(|e| (e, Reason::Expired)));
+            let delete = self
+                .args
+                .expires
+                .is_some_and(|ttl| st.consumers.is_empty() && st.last_used.elapsed() >= ttl);
+            (std::mem::take(&mut st.dead), delete)
+        };
+        self.dead_letter(dead);
+        if delete {
+            if let (Some(vhost), Some(me)) = (self.vhost_ref.upgrade(), self.me.upgrade()) {
+                vhost.delete_queue(&me);
+            }
+            return false;
+        }
+        true
+    }
+}
+
+/// Per-queue task for time-based behaviour: expires messages that reach
+/// their TTL even when nobody consumes, and deletes unused queues.
+async fn janitor(queue: Weak<Queue>, wake: Arc<Notify>) {
+    loop {
+        let deadline = match queue.upgrade() {
+            Some(q) => q.next_deadline(),
+            None => return,
+        };
+        match deadline {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
+        }
+        match queue.upgrade() {
+            Some(q) if q.expire_now() => {}
+            _ => return,
+        }
     }
 }

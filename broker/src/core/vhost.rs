@@ -9,6 +9,7 @@ use warren_protocol::{FieldTable, FieldValue, ShortStr};
 use super::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions, RouteScratch};
 use super::link::ConnectionId;
 use super::queue::{Queue, QueueOptions};
+use super::queue_args::{DeclareFlags, QueueArgs};
 use crate::error::{q, AmqpError};
 use crate::store::records::{self, BindingRecord, ExchangeRecord, QueueRecord};
 use crate::store::Persistence;
@@ -19,6 +20,7 @@ pub struct VHost {
     queues: RwLock<HashMap<ShortStr, Arc<Queue>>>,
     /// The log durable definitions go to.
     pub store: Option<Arc<Persistence>>,
+    me: std::sync::Weak<VHost>,
 }
 
 fn log_failed(e: warren_persistence::StoreError) -> AmqpError {
@@ -58,11 +60,12 @@ impl VHost {
             };
             exchanges.insert(name.clone(), Exchange::new(name, opts, None));
         }
-        Arc::new(VHost {
+        Arc::new_cyclic(|me| VHost {
             name: name.to_string(),
             exchanges: RwLock::new(exchanges),
             queues: RwLock::default(),
             store,
+            me: me.clone(),
         })
     }
 
@@ -149,8 +152,32 @@ impl VHost {
     }
 
     /// Puts back a durable queue recovered from the log.
-    pub fn restore_queue(&self, queue: Arc<Queue>) {
-        self.queues.write().insert(queue.name.clone(), queue);
+    pub fn restore_queue(
+        &self,
+        name: ShortStr,
+        opts: QueueOptions,
+        record: warren_persistence::RecordId,
+    ) -> Arc<Queue> {
+        let flags = DeclareFlags {
+            durable: true,
+            exclusive: false,
+            auto_delete: opts.auto_delete,
+        };
+        let args =
+            QueueArgs::parse(&opts.arguments, "a recovered queue", flags).unwrap_or_default();
+        let queue = Queue::new(
+            name,
+            self.name.clone(),
+            opts,
+            args,
+            self.store.clone(),
+            Some(record),
+            self.me.clone(),
+        );
+        self.queues
+            .write()
+            .insert(queue.name.clone(), queue.clone());
+        queue
     }
 
     fn tombstone_all(&self, records: impl IntoIterator<Item = warren_persistence::RecordId>) {
@@ -310,6 +337,7 @@ impl VHost {
         &self,
         name: ShortStr,
         opts: QueueOptions,
+        args: QueueArgs,
         conn: ConnectionId,
     ) -> Result<(Arc<Queue>, bool), AmqpError> {
         let mut map = self.queues.write();
@@ -321,6 +349,7 @@ impl VHost {
                 _ => return Err(existing.locked_error()),
             }
             self.check_equivalent_queue(existing, &opts)?;
+            existing.touch();
             return Ok((existing.clone(), false));
         }
         let (store, record) = match &self.store {
@@ -338,7 +367,15 @@ impl VHost {
             }
             _ => (None, None),
         };
-        let queue = Queue::new(name.clone(), self.name.clone(), opts, store, record);
+        let queue = Queue::new(
+            name.clone(),
+            self.name.clone(),
+            opts,
+            args,
+            store,
+            record,
+            self.me.clone(),
+        );
         map.insert(name, queue.clone());
         Ok((queue, true))
     }
@@ -398,7 +435,8 @@ impl VHost {
     }
 
     /// Routes a message published to `exchange`, following exchange-to-exchange
-    /// bindings and alternate exchanges. Result in `scratch.queues`.
+    /// bindings and alternate exchanges. Adds to `scratch.queues` (each queue
+    /// once); the caller clears it between messages.
     pub fn route(
         &self,
         exchange: &Arc<Exchange>,
@@ -406,18 +444,20 @@ impl VHost {
         headers: Option<&FieldTable>,
         scratch: &mut RouteScratch,
     ) {
-        scratch.queues.clear();
         if exchange.kind() == ExchangeKind::Default {
             if let Some(queue) = self.queues.read().get(key) {
-                scratch.queues.push(queue.clone());
+                if !scratch.queues.iter().any(|x| Arc::ptr_eq(x, queue)) {
+                    scratch.queues.push(queue.clone());
+                }
             }
             return;
         }
+        let before = scratch.queues.len();
         exchange.route(key, headers, scratch);
         // Unroutable: try the alternate exchange chain (at most a few hops, no loops).
         let mut current = exchange.clone();
         let mut hops = 0;
-        while scratch.queues.is_empty() && hops < 8 {
+        while scratch.queues.len() == before && hops < 8 {
             let Some(alt) = current
                 .alternate
                 .as_ref()

@@ -92,14 +92,7 @@ pub fn restore(
                     auto_delete: q.auto_delete,
                     arguments: q.arguments,
                 };
-                let queue = Queue::new(
-                    q.name,
-                    vhost.name.clone(),
-                    opts,
-                    Some(store.clone()),
-                    Some(r.id),
-                );
-                vhost.restore_queue(queue.clone());
+                let queue = vhost.restore_queue(q.name, opts, r.id);
                 queues.insert(r.id.0, queue);
                 out.queues += 1;
                 Some(())

@@ -1,0 +1,290 @@
+//! The `x-` arguments of queue.declare: parsed once, validated as RabbitMQ does.
+
+use std::time::Duration;
+
+use warren_protocol::{FieldTable, FieldValue, ShortStr};
+
+use crate::error::AmqpError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueKind {
+    /// `classic` / `standard` / absent.
+    Standard,
+    /// `quorum`: a durable standard queue that honours delivery limits.
+    Quorum,
+    /// `fifo`: message groups and deduplication.
+    Fifo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    DropHead,
+    RejectPublish,
+    RejectPublishDlx,
+}
+
+/// What a queue's arguments ask for.
+#[derive(Debug, Clone)]
+pub struct QueueArgs {
+    pub kind: QueueKind,
+    pub message_ttl: Option<Duration>,
+    pub expires: Option<Duration>,
+    pub max_length: Option<u64>,
+    pub max_length_bytes: Option<u64>,
+    pub overflow: Overflow,
+    pub dead_letter_exchange: Option<ShortStr>,
+    pub dead_letter_routing_key: Option<ShortStr>,
+    pub max_priority: Option<u8>,
+    pub single_active_consumer: bool,
+    pub delivery_limit: Option<u64>,
+}
+
+impl Default for QueueArgs {
+    fn default() -> Self {
+        QueueArgs {
+            kind: QueueKind::Standard,
+            message_ttl: None,
+            expires: None,
+            max_length: None,
+            max_length_bytes: None,
+            overflow: Overflow::DropHead,
+            dead_letter_exchange: None,
+            dead_letter_routing_key: None,
+            max_priority: None,
+            single_active_consumer: false,
+            delivery_limit: None,
+        }
+    }
+}
+
+/// RabbitMQ's name for a field type, as its error texts print it.
+fn type_name(v: &FieldValue) -> &'static str {
+    match v {
+        FieldValue::Bool(_) => "bool",
+        FieldValue::I8(_) | FieldValue::I16(_) | FieldValue::I32(_) | FieldValue::I64(_) => {
+            "signedint"
+        }
+        FieldValue::U8(_) | FieldValue::U16(_) | FieldValue::U32(_) => "unsignedint",
+        FieldValue::F32(_) | FieldValue::F64(_) => "double",
+        FieldValue::Decimal { .. } => "decimal",
+        FieldValue::LongStr(_) => "longstr",
+        FieldValue::Array(_) => "array",
+        FieldValue::Timestamp(_) => "timestamp",
+        FieldValue::Table(_) => "table",
+        FieldValue::Void => "void",
+        FieldValue::Bytes(_) => "binary",
+    }
+}
+
+struct Check<'a> {
+    what: &'a str,
+}
+
+impl Check<'_> {
+    fn fail(&self, arg: &str, detail: String) -> AmqpError {
+        AmqpError::precondition(format!("invalid arg '{arg}' for {}: {detail}", self.what))
+    }
+
+    fn int(&self, arg: &str, v: &FieldValue) -> Result<i64, AmqpError> {
+        v.as_i64()
+            .ok_or_else(|| self.fail(arg, format!("{{unacceptable_type,{}}}", type_name(v))))
+    }
+
+    fn non_negative(&self, arg: &str, v: &FieldValue) -> Result<u64, AmqpError> {
+        let n = self.int(arg, v)?;
+        u64::try_from(n).map_err(|_| self.fail(arg, format!("{{value_negative,{n}}}")))
+    }
+
+    fn positive(&self, arg: &str, v: &FieldValue) -> Result<u64, AmqpError> {
+        let n = self.int(arg, v)?;
+        match u64::try_from(n) {
+            Ok(p) if p > 0 => Ok(p),
+            _ => Err(self.fail(arg, format!("{{value_zero_or_less,{n}}}"))),
+        }
+    }
+
+    fn string(&self, arg: &str, v: &FieldValue) -> Result<ShortStr, AmqpError> {
+        match v.as_str() {
+            Some(s) => ShortStr::try_from(s).map_err(|_| self.fail(arg, "{value_too_long}".into())),
+            None => Err(self.fail(arg, format!("{{unacceptable_type,{}}}", type_name(v)))),
+        }
+    }
+}
+
+/// Flags of the declare that some queue types constrain.
+pub struct DeclareFlags {
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+}
+
+impl QueueArgs {
+    /// Parses and validates. `what` names the queue for error texts
+    /// ("queue 'q' in vhost '/'").
+    pub fn parse(
+        args: &FieldTable,
+        what: &str,
+        flags: DeclareFlags,
+    ) -> Result<QueueArgs, AmqpError> {
+        let c = Check { what };
+        let mut out = QueueArgs::default();
+        if let Some(v) = args.get("x-queue-type") {
+            out.kind = match v.as_str() {
+                Some("classic" | "standard") => QueueKind::Standard,
+                Some("quorum") => QueueKind::Quorum,
+                Some("fifo") => QueueKind::Fifo,
+                Some("stream") => {
+                    return Err(AmqpError::precondition(format!(
+                        "invalid arg 'x-queue-type' for {what}: stream queues are not supported by Warren"
+                    )))
+                }
+                Some(other) => {
+                    return Err(c.fail("x-queue-type", format!("{{unsupported_queue_type,<<\"{other}\">>}}")))
+                }
+                None => return Err(c.fail("x-queue-type", format!("{{unacceptable_type,{}}}", type_name(&v)))),
+            };
+        }
+        if out.kind == QueueKind::Quorum && (!flags.durable || flags.exclusive || flags.auto_delete)
+        {
+            let (arg, value) = if !flags.durable {
+                ("durable", "false")
+            } else if flags.exclusive {
+                ("exclusive", "true")
+            } else {
+                ("auto_delete", "true")
+            };
+            return Err(AmqpError::precondition(format!(
+                "invalid property '{arg}' for {what}: quorum queues cannot be {}",
+                if value == "false" { "non-durable" } else { arg }
+            )));
+        }
+        if let Some(v) = args.get("x-message-ttl") {
+            out.message_ttl = Some(Duration::from_millis(c.non_negative("x-message-ttl", &v)?));
+        }
+        if let Some(v) = args.get("x-expires") {
+            out.expires = Some(Duration::from_millis(c.positive("x-expires", &v)?));
+        }
+        if let Some(v) = args.get("x-max-length") {
+            out.max_length = Some(c.non_negative("x-max-length", &v)?);
+        }
+        if let Some(v) = args.get("x-max-length-bytes") {
+            out.max_length_bytes = Some(c.non_negative("x-max-length-bytes", &v)?);
+        }
+        if let Some(v) = args.get("x-overflow") {
+            out.overflow = match v.as_str() {
+                Some("drop-head") => Overflow::DropHead,
+                Some("reject-publish") => Overflow::RejectPublish,
+                Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
+                Some(other) => {
+                    return Err(c.fail(
+                        "x-overflow",
+                        format!("{{unacceptable_value,<<\"{other}\">>}}"),
+                    ))
+                }
+                None => {
+                    return Err(c.fail(
+                        "x-overflow",
+                        format!("{{unacceptable_type,{}}}", type_name(&v)),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = args.get("x-dead-letter-exchange") {
+            out.dead_letter_exchange = Some(c.string("x-dead-letter-exchange", &v)?);
+        }
+        if let Some(v) = args.get("x-dead-letter-routing-key") {
+            out.dead_letter_routing_key = Some(c.string("x-dead-letter-routing-key", &v)?);
+            if out.dead_letter_exchange.is_none() {
+                return Err(AmqpError::precondition(format!(
+                    "invalid arg 'x-dead-letter-routing-key' for {what}: Key x-dead-letter-routing-key should be specified together with x-dead-letter-exchange"
+                )));
+            }
+        }
+        if let Some(v) = args.get("x-max-priority") {
+            if out.kind == QueueKind::Fifo {
+                return Err(AmqpError::precondition(format!(
+                    "invalid arg 'x-max-priority' for {what}: FIFO queues keep publish order and cannot have priorities"
+                )));
+            }
+            let n = c.positive("x-max-priority", &v)?;
+            out.max_priority =
+                Some(u8::try_from(n).map_err(|_| {
+                    c.fail("x-max-priority", format!("{{value_too_large,{n},255}}"))
+                })?);
+        }
+        if let Some(v) = args.get("x-single-active-consumer") {
+            out.single_active_consumer = v.as_bool().ok_or_else(|| {
+                c.fail(
+                    "x-single-active-consumer",
+                    format!("{{unacceptable_type,{}}}", type_name(&v)),
+                )
+            })?;
+        }
+        if let Some(v) = args.get("x-delivery-limit") {
+            out.delivery_limit = Some(c.non_negative("x-delivery-limit", &v)?);
+        }
+        if out.kind != QueueKind::Fifo {
+            for arg in ["x-deduplication-window", "x-content-based-deduplication"] {
+                if args.contains_key(arg) {
+                    return Err(AmqpError::precondition(format!(
+                        "invalid arg '{arg}' for {what}: only FIFO queues (x-queue-type = fifo) deduplicate"
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(entries: Vec<(&'static str, FieldValue)>) -> Result<QueueArgs, AmqpError> {
+        let t: FieldTable = entries
+            .into_iter()
+            .map(|(k, v)| (ShortStr::from_static(k), v))
+            .collect();
+        QueueArgs::parse(
+            &t,
+            "queue 'q' in vhost '/'",
+            DeclareFlags {
+                durable: true,
+                exclusive: false,
+                auto_delete: false,
+            },
+        )
+    }
+
+    #[test]
+    fn parses_the_usual_arguments() {
+        let a = parse(vec![
+            ("x-message-ttl", FieldValue::I32(100)),
+            ("x-max-length", FieldValue::I64(3)),
+            ("x-overflow", FieldValue::LongStr("reject-publish".into())),
+            ("x-max-priority", FieldValue::U8(10)),
+        ])
+        .unwrap_or_default();
+        assert_eq!(a.message_ttl, Some(Duration::from_millis(100)));
+        assert_eq!(a.max_length, Some(3));
+        assert_eq!(a.overflow, Overflow::RejectPublish);
+        assert_eq!(a.max_priority, Some(10));
+    }
+
+    #[test]
+    fn rejects_bad_values_with_406() {
+        for bad in [
+            vec![("x-message-ttl", FieldValue::I32(-1))],
+            vec![("x-message-ttl", FieldValue::LongStr("1".into()))],
+            vec![("x-expires", FieldValue::I32(0))],
+            vec![("x-max-priority", FieldValue::I32(256))],
+            vec![("x-overflow", FieldValue::LongStr("bogus".into()))],
+            vec![("x-queue-type", FieldValue::LongStr("stream".into()))],
+            vec![("x-dead-letter-routing-key", FieldValue::LongStr("k".into()))],
+            vec![("x-deduplication-window", FieldValue::I32(10))],
+        ] {
+            let e = parse(bad).err().map(|e| e.code.code());
+            assert_eq!(e, Some(406));
+        }
+    }
+}
