@@ -71,7 +71,12 @@ pub struct Channel {
     store: Option<Arc<Persistence>>,
     /// The log's last record id when the current method began.
     op_start: u64,
+    /// The name replies to `amq.rabbitmq.reply-to` reach this channel by.
+    reply_to: Option<ShortStr>,
 }
+
+/// The pseudo-queue of RabbitMQ's direct reply-to.
+const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
 impl Channel {
     pub fn new(link: Arc<ChannelLink>) -> Channel {
@@ -85,6 +90,7 @@ impl Channel {
             scratch: RouteScratch::default(),
             store: None,
             op_start: 0,
+            reply_to: None,
         }
     }
 
@@ -230,6 +236,9 @@ impl Channel {
             Method::BasicConsume(m) => self.basic_consume(ctx, m),
             Method::BasicCancel(m) => {
                 if let Some(c) = self.link.remove_consumer(&m.consumer_tag) {
+                    if self.reply_to.as_ref() == Some(&c.queue.name) {
+                        self.reply_to = None;
+                    }
                     if c.queue.remove_consumer(&c) {
                         ctx.vhost.delete_queue(&c.queue);
                     }
@@ -448,7 +457,11 @@ impl Channel {
         ctx: &mut SessionCtx,
         m: warren_protocol::BasicConsume,
     ) -> Result<(), AmqpError> {
-        let queue = self.queue(ctx, &m.queue)?;
+        let queue = if m.queue.as_bytes() == REPLY_TO.as_bytes() {
+            self.reply_to_queue(ctx, m.no_ack)?
+        } else {
+            self.queue(ctx, &m.queue)?
+        };
         let tag = if m.consumer_tag.is_empty() {
             names::generate("amq.ctag-")
         } else {
@@ -639,12 +652,37 @@ impl Channel {
                 )));
             }
         }
+        let mut properties = header.properties;
+        let mut raw_properties = header.raw_properties;
+        if let Some(exp) = &properties.expiration {
+            if exp.as_str().and_then(|s| s.parse::<u64>().ok()).is_none() {
+                return Err(AmqpError::precondition(format!(
+                    "invalid expiration {}: {{error,{{not_an_integer,\"{}\"}}}}",
+                    q(exp),
+                    exp
+                )));
+            }
+        }
+        if properties
+            .reply_to
+            .as_ref()
+            .is_some_and(|r| r.as_bytes() == REPLY_TO.as_bytes())
+        {
+            // Direct reply-to: the reply goes straight to this channel's reply consumer.
+            let Some(own) = &self.reply_to else {
+                return Err(AmqpError::precondition(
+                    "fast reply consumer does not exist",
+                ));
+            };
+            properties.reply_to = Some(own.clone());
+            raw_properties = Bytes::new();
+        }
         let body = p.single.unwrap_or_else(|| p.body.freeze());
         let msg = Arc::new(Message {
             exchange: p.method.exchange.clone(),
             routing_key: p.method.routing_key.clone(),
-            properties: header.properties,
-            raw_properties: header.raw_properties,
+            properties,
+            raw_properties,
             body,
         });
         if let ChannelMode::Tx = self.mode {
@@ -725,6 +763,34 @@ impl Channel {
                 .send_after(lsn, confirm, ctx.vhost.store.as_deref());
         }
         Ok(())
+    }
+
+    /// The pseudo-queue behind `amq.rabbitmq.reply-to` for this channel: a
+    /// private, auto-deleted queue whose name replies are routed to.
+    fn reply_to_queue(
+        &mut self,
+        ctx: &mut SessionCtx,
+        no_ack: bool,
+    ) -> Result<Arc<Queue>, AmqpError> {
+        if !no_ack {
+            return Err(AmqpError::precondition("reply consumer cannot acknowledge"));
+        }
+        if self.reply_to.is_some() {
+            return Err(AmqpError::precondition("reply consumer already set"));
+        }
+        let name = names::generate("amq.rabbitmq.reply-to.");
+        let opts = QueueOptions {
+            durable: false,
+            exclusive_owner: Some(ctx.link.id),
+            auto_delete: true,
+            arguments: Default::default(),
+        };
+        let (queue, _) =
+            ctx.vhost
+                .declare_queue(name.clone(), opts, QueueArgs::default(), ctx.link.id)?;
+        ctx.exclusive_queues.push(queue.clone());
+        self.reply_to = Some(name);
+        Ok(queue)
     }
 
     /// Adds the queues for the keys in the `CC` and `BCC` headers; returns

@@ -53,6 +53,7 @@ fn server_properties() -> FieldTable {
         "consumer_priorities",
         "authentication_failure_close",
         "per_consumer_qos",
+        "direct_reply_to",
     ]
     .into_iter()
     .map(|c| (ShortStr::from_static(c), FieldValue::Bool(true)))
