@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod raw;
+pub mod scenario;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use warren_protocol::{ChannelClose, Frame, Method};
+use bytes::Bytes;
+use warren_protocol::{BasicProperties, BasicPublish, ChannelClose, ContentHeader, Frame, Method};
 
 use super::channel::Channel;
 use super::link::{ChannelLink, ConnectionLink};
@@ -92,6 +93,32 @@ impl Session {
                 Ok(SessionStatus::Running)
             }
         }
+    }
+
+    /// A whole basic.publish at once, for in-process publishers: what the
+    /// method, header and body frames do, without building the frames or
+    /// encoding the properties.
+    pub fn publish(
+        &mut self,
+        channel: u16,
+        method: BasicPublish,
+        properties: BasicProperties,
+        body: Bytes,
+    ) -> Result<(), AmqpError> {
+        let header = ContentHeader {
+            class_id: 60,
+            body_size: body.len() as u64,
+            properties,
+            raw_properties: Bytes::new(),
+        };
+        self.with_channel(channel, |ch, ctx| {
+            ch.handle(ctx, Method::BasicPublish(method))?;
+            ch.on_header(ctx, header)?;
+            if !body.is_empty() {
+                ch.on_body(ctx, body)?;
+            }
+            Ok(())
+        })
     }
 
     fn connection_method(&mut self, method: Method) -> Result<SessionStatus, AmqpError> {

@@ -1,290 +1,239 @@
-//! An in-process channel and what it hands out: consumers, deliveries, confirms.
+//! An in-process channel: the methods of an AMQP channel as calls.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, Weak};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
 use warren_protocol::{
     BasicAck, BasicCancel, BasicConsume, BasicGet, BasicNack, BasicProperties, BasicPublish,
-    BasicQos, BasicReject, ConfirmSelect, ContentHeader, ExchangeBind, ExchangeDeclare,
+    BasicQos, BasicReject, ChannelClose, ConfirmSelect, ExchangeBind, ExchangeDeclare,
     ExchangeDelete, ExchangeUnbind, FieldTable, Frame, Method, QueueBind, QueueDeclare,
     QueueDelete, QueuePurge, QueueUnbind, ShortStr,
 };
 
 use super::connection::ConnInner;
-use super::router::{ConfirmOutcome, Pending, Reply};
+use super::consumer::{Confirmation, Consumer, ConsumerShared, Returned};
+use super::router::{Pending, Reply, ReplyTx};
 use super::short;
+use crate::core::outbox::Outbox;
 use crate::error::AmqpError;
 
 /// Options of exchange.declare.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ExchangeDeclareOptions {
+    /// Only check that the exchange exists (404 NOT_FOUND if not).
     pub passive: bool,
+    /// Survives a broker restart (once the broker has a data directory).
     pub durable: bool,
+    /// Deleted when its last binding goes.
     pub auto_delete: bool,
+    /// Publishers cannot publish to it; only exchange-to-exchange bindings feed it.
     pub internal: bool,
 }
 
 /// Options of queue.declare.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QueueDeclareOptions {
+    /// Only check that the queue exists (404 NOT_FOUND if not).
     pub passive: bool,
+    /// Survives a broker restart (once the broker has a data directory).
     pub durable: bool,
+    /// Belongs to this connection: other connections get 405
+    /// RESOURCE_LOCKED, and it is deleted when this connection closes.
     pub exclusive: bool,
+    /// Deleted when its last consumer is cancelled.
     pub auto_delete: bool,
 }
 
 /// Options of queue.delete.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct QueueDeleteOptions {
+    /// Refuse (406) if the queue has consumers.
     pub if_unused: bool,
+    /// Refuse (406) if the queue holds ready messages.
     pub if_empty: bool,
 }
 
 /// Options of basic.publish.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PublishOptions {
+    /// Return the message (see [`Channel::take_returned`] and
+    /// [`super::ConfirmOutcome::returned`]) if it reaches no queue.
     pub mandatory: bool,
 }
 
 /// Options of basic.consume.
 #[derive(Debug, Clone, Default)]
 pub struct ConsumeOptions {
-    /// Empty: the broker generates one (`amq.ctag-…`).
+    /// The consumer tag; empty to let the broker generate one (`amq.ctag-…`).
     pub consumer_tag: String,
+    /// Deliveries need no acknowledgement (auto-ack).
     pub no_ack: bool,
+    /// No other consumer may consume from the queue meanwhile (403).
     pub exclusive: bool,
+    /// Consumer arguments, e.g. `x-priority`.
     pub arguments: FieldTable,
 }
 
 /// What queue.declare answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueInfo {
+    /// The queue's name (generated as `amq.gen-…` when declared with "").
     pub name: String,
+    /// Ready messages in the queue.
     pub message_count: u32,
+    /// Consumers attached to the queue.
     pub consumer_count: u32,
-}
-
-/// A message the broker returned as unroutable.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Returned {
-    pub reply_code: u16,
-    pub reply_text: String,
-    pub exchange: String,
-    pub routing_key: String,
-    pub properties: BasicProperties,
-    pub body: Bytes,
-}
-
-impl Eq for Returned {}
-
-/// A message delivered to a consumer or fetched with basic.get.
-#[derive(Debug)]
-pub struct Delivery {
-    pub delivery_tag: u64,
-    pub redelivered: bool,
-    /// `None` for basic.get.
-    pub consumer_tag: Option<ShortStr>,
-    pub exchange: ShortStr,
-    pub routing_key: ShortStr,
-    pub properties: BasicProperties,
-    /// The body as published: the same bytes, not a copy.
-    pub body: Bytes,
-    pub(crate) conn: Weak<ConnInner>,
-    pub(crate) channel: u16,
-}
-
-impl Delivery {
-    fn feed(&self, method: Method) -> Result<(), AmqpError> {
-        let conn = self
-            .conn
-            .upgrade()
-            .ok_or_else(|| AmqpError::channel_error("connection closed"))?;
-        conn.feed(
-            self.channel,
-            Frame::Method {
-                channel: self.channel,
-                method,
-            },
-        )
-    }
-
-    /// Acknowledges this message.
-    pub async fn ack(&self) -> Result<(), AmqpError> {
-        self.feed(Method::BasicAck(BasicAck {
-            delivery_tag: self.delivery_tag,
-            multiple: false,
-        }))
-    }
-
-    /// Rejects this message, putting it back in its queue if `requeue`.
-    pub async fn nack(&self, requeue: bool) -> Result<(), AmqpError> {
-        self.feed(Method::BasicNack(BasicNack {
-            delivery_tag: self.delivery_tag,
-            multiple: false,
-            requeue,
-        }))
-    }
-
-    /// basic.reject: like [`Delivery::nack`] for one message.
-    pub async fn reject(&self, requeue: bool) -> Result<(), AmqpError> {
-        self.feed(Method::BasicReject(BasicReject {
-            delivery_tag: self.delivery_tag,
-            requeue,
-        }))
-    }
-}
-
-/// A stream of deliveries for one consumer; ends when the consumer is
-/// cancelled (by the client or because its queue was deleted) or the
-/// channel closes.
-pub struct Consumer {
-    tag: String,
-    rx: mpsc::Receiver<Delivery>,
-}
-
-impl Consumer {
-    pub fn tag(&self) -> &str {
-        &self.tag
-    }
-}
-
-impl futures::Stream for Consumer {
-    type Item = Delivery;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
-        self.rx.poll_recv(cx)
-    }
-}
-
-/// Resolves once the broker confirms a publish (immediately when the
-/// channel is not in confirm mode).
-pub struct Confirmation {
-    rx: Option<oneshot::Receiver<ConfirmOutcome>>,
-}
-
-impl Confirmation {
-    /// Waits for the confirm: `Ok(true)` for an ack, `Ok(false)` for a nack.
-    pub async fn wait(self) -> Result<bool, AmqpError> {
-        Ok(self.outcome().await?.ack)
-    }
-
-    /// Waits for the confirm and any basic.return that came before it.
-    pub async fn outcome(self) -> Result<ConfirmOutcome, AmqpError> {
-        match self.rx {
-            None => Ok(ConfirmOutcome {
-                ack: true,
-                returned: None,
-            }),
-            Some(rx) => rx
-                .await
-                .map_err(|_| AmqpError::channel_error("channel closed before the confirm")),
-        }
-    }
-}
-
-impl Future for Confirmation {
-    type Output = Result<bool, AmqpError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.rx.as_mut() {
-            None => Poll::Ready(Ok(true)),
-            Some(rx) => Pin::new(rx).poll(cx).map(|r| {
-                r.map(|o| o.ack)
-                    .map_err(|_| AmqpError::channel_error("channel closed before the confirm"))
-            }),
-        }
-    }
 }
 
 struct ChannelInner {
     conn: Arc<ConnInner>,
     id: u16,
-    /// Next publish sequence number once in confirm mode.
-    confirm_seq: parking_lot::Mutex<Option<u64>>,
+    /// Set (by the router or a failing call) once the channel is closed.
+    closed: Arc<AtomicBool>,
+    /// Set once confirm.select succeeded.
+    confirming: AtomicBool,
+    /// The names of the last publish: publishing again to the same exchange
+    /// and routing key reuses them instead of copying the strings.
+    names: Mutex<(ShortStr, ShortStr)>,
 }
 
-/// An in-process AMQP channel. Cheap to clone.
+impl Drop for ChannelInner {
+    fn drop(&mut self) {
+        let id = self.id;
+        let closing = self.conn.exec(id, |s, routes| {
+            let mut r = routes.lock();
+            match r.channels.get_mut(&id) {
+                Some(ch) if ch.closed.is_none() => {
+                    // Close it in the core; the router forgets it on close-ok.
+                    ch.orphaned = true;
+                    ch.close(AmqpError::channel_error("channel dropped"));
+                    drop(r);
+                    s.handle_frame(Frame::Method {
+                        channel: id,
+                        method: Method::ChannelClose(ChannelClose {
+                            reply_code: 200,
+                            reply_text: ShortStr::from_static("Goodbye"),
+                            class_id: 0,
+                            method_id: 0,
+                        }),
+                    })
+                    .map(|_| true)
+                }
+                _ => Ok(false),
+            }
+        });
+        if !matches!(closing, Ok(true)) {
+            self.conn.routes.lock().channels.remove(&id);
+        }
+    }
+}
+
+/// An in-process AMQP channel. Cheap to clone; all clones are the same
+/// channel, which closes when [`Channel::close`] is called or when the
+/// last clone (and the last [`Consumer`] on it) is dropped.
+///
+/// Every method does what the AMQP method of the same name does over TCP,
+/// with the same errors. A call that fails with a channel-level error
+/// closes the channel: the connection goes on, but every later call on
+/// this channel returns that same error; open another channel.
+///
+/// The `async` methods that expect a reply (declare, bind, consume, get,
+/// qos, tx, close, …) wait for it; the others (publish, ack, nack, reject)
+/// complete without waiting.
 #[derive(Clone)]
 pub struct Channel {
     inner: Arc<ChannelInner>,
 }
 
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("id", &self.inner.id)
+            .field("open", &!self.inner.closed.load(Ordering::Acquire))
+            .finish()
+    }
+}
+
 impl Channel {
-    pub(crate) fn new(conn: Arc<ConnInner>, id: u16) -> Channel {
+    pub(crate) fn new(conn: Arc<ConnInner>, id: u16, closed: Arc<AtomicBool>) -> Channel {
         Channel {
             inner: Arc::new(ChannelInner {
                 conn,
                 id,
-                confirm_seq: parking_lot::Mutex::new(None),
+                closed,
+                confirming: AtomicBool::new(false),
+                names: Mutex::new((ShortStr::default(), ShortStr::default())),
             }),
         }
     }
 
+    /// The channel number.
     pub fn id(&self) -> u16 {
         self.inner.id
     }
 
-    fn feed(&self, method: Method) -> Result<(), AmqpError> {
-        self.check_open()?;
-        self.inner.conn.feed(
-            self.inner.id,
-            Frame::Method {
-                channel: self.inner.id,
-                method,
-            },
-        )
+    /// False once the channel was closed, by [`Channel::close`], by an
+    /// error, or with its connection.
+    pub fn is_open(&self) -> bool {
+        !self.inner.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.inner.conn.link.outbox
     }
 
     fn check_open(&self) -> Result<(), AmqpError> {
-        let routes = self.inner.conn.routes.lock();
-        if let Some(e) = &routes.closed {
-            return Err(e.clone());
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(self.inner.conn.channel_error(self.inner.id));
         }
-        match routes.channels.get(&self.inner.id) {
-            Some(ch) => ch.closed.clone().map_or(Ok(()), Err),
-            None => Err(AmqpError::channel_error("channel closed")),
-        }
+        Ok(())
     }
 
+    fn feed(&self, method: Method) -> Result<(), AmqpError> {
+        self.check_open()?;
+        self.inner.conn.feed(self.inner.id, method)
+    }
+
+    /// Sends `method` and waits for its reply. The waiter is registered
+    /// under the session lock, so replies match calls even when several
+    /// tasks share the channel.
     async fn rpc(
         &self,
         method: Method,
-        pending: impl FnOnce(super::router::ReplyTx) -> Pending,
+        pending: impl FnOnce(ReplyTx) -> Pending,
     ) -> Result<Reply, AmqpError> {
         self.check_open()?;
+        let id = self.inner.id;
         let (tx, rx) = oneshot::channel();
-        if let Some(ch) = self
-            .inner
-            .conn
-            .routes
-            .lock()
-            .channels
-            .get_mut(&self.inner.id)
-        {
-            ch.pending.push_back(pending(tx));
-        }
-        self.inner.conn.feed(
-            self.inner.id,
-            Frame::Method {
-                channel: self.inner.id,
+        self.inner.conn.exec(id, |s, routes| {
+            if let Some(ch) = routes.lock().channels.get_mut(&id) {
+                ch.pending.push_back(pending(tx));
+            }
+            s.handle_frame(Frame::Method {
+                channel: id,
                 method,
-            },
-        )?;
-        rx.await
-            .map_err(|_| AmqpError::channel_error("channel closed"))?
+            })
+            .map(drop)
+        })?;
+        match rx.await {
+            Ok(reply) => reply,
+            Err(_) => Err(self.inner.conn.channel_error(id)),
+        }
     }
 
-    pub(crate) async fn call(&self, method: Method) -> Result<Method, AmqpError> {
+    async fn call(&self, method: Method) -> Result<Method, AmqpError> {
         match self.rpc(method, Pending::Reply).await? {
             Reply::Method(m) => Ok(m),
             Reply::Get(_) => Err(AmqpError::internal("unexpected reply")),
         }
     }
 
+    /// exchange.declare: creates an exchange of `kind` (`direct`, `fanout`,
+    /// `topic` or `headers`), or checks that an existing one is declared
+    /// the same way (406 PRECONDITION_FAILED, inequivalent arg, if not).
     pub async fn exchange_declare(
         &self,
         name: &str,
@@ -306,6 +255,7 @@ impl Channel {
         .map(drop)
     }
 
+    /// exchange.delete; with `if_unused`, refuses (406) while it has bindings.
     pub async fn exchange_delete(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
         self.call(Method::ExchangeDelete(ExchangeDelete {
             exchange: short(name)?,
@@ -316,6 +266,8 @@ impl Channel {
         .map(drop)
     }
 
+    /// exchange.bind: messages routed by `source` with `routing_key` (or
+    /// matching `arguments`, for headers exchanges) go on to `destination`.
     pub async fn exchange_bind(
         &self,
         destination: &str,
@@ -334,6 +286,7 @@ impl Channel {
         .map(drop)
     }
 
+    /// exchange.unbind: removes a binding made by [`Channel::exchange_bind`].
     pub async fn exchange_unbind(
         &self,
         destination: &str,
@@ -352,6 +305,9 @@ impl Channel {
         .map(drop)
     }
 
+    /// queue.declare: creates a queue (named by the broker if `name` is
+    /// empty), or checks an existing one (406 if declared differently, 405
+    /// if it is exclusive to another connection).
     pub async fn queue_declare(
         &self,
         name: &str,
@@ -371,7 +327,7 @@ impl Channel {
             .await?;
         match reply {
             Method::QueueDeclareOk(ok) => Ok(QueueInfo {
-                name: ok.queue.to_string(),
+                name: ok.queue.to_string_lossy().into_owned(),
                 message_count: ok.message_count,
                 consumer_count: ok.consumer_count,
             }),
@@ -379,6 +335,8 @@ impl Channel {
         }
     }
 
+    /// queue.bind: messages that `exchange` routes with `routing_key` (or
+    /// that match `arguments`, for headers exchanges) go to `queue`.
     pub async fn queue_bind(
         &self,
         queue: &str,
@@ -397,6 +355,7 @@ impl Channel {
         .map(drop)
     }
 
+    /// queue.unbind: removes a binding made by [`Channel::queue_bind`].
     pub async fn queue_unbind(
         &self,
         queue: &str,
@@ -414,7 +373,7 @@ impl Channel {
         .map(drop)
     }
 
-    /// Removes every ready message; returns how many.
+    /// queue.purge: removes every ready message; returns how many.
     pub async fn queue_purge(&self, queue: &str) -> Result<u32, AmqpError> {
         match self
             .call(Method::QueuePurge(QueuePurge {
@@ -428,7 +387,8 @@ impl Channel {
         }
     }
 
-    /// Deletes a queue; returns how many messages it held.
+    /// queue.delete: deletes a queue and returns how many messages it held.
+    /// Its consumers are cancelled (their streams end).
     pub async fn queue_delete(
         &self,
         queue: &str,
@@ -446,8 +406,9 @@ impl Channel {
         }
     }
 
-    /// basic.qos: `global` applies the limit to the whole channel, otherwise
-    /// to each consumer created afterwards (as RabbitMQ does).
+    /// basic.qos: at most `prefetch_count` unacknowledged deliveries (0: no
+    /// limit). With `global` the limit applies to the whole channel,
+    /// otherwise to each consumer created afterwards, as RabbitMQ does it.
     pub async fn basic_qos(&self, prefetch_count: u16, global: bool) -> Result<(), AmqpError> {
         self.call(Method::BasicQos(BasicQos {
             prefetch_size: 0,
@@ -458,19 +419,30 @@ impl Channel {
         .map(drop)
     }
 
-    /// Puts the channel in confirm mode.
+    /// confirm.select: from now on every publish is confirmed; the
+    /// [`Confirmation`] that [`Channel::basic_publish`] returns resolves
+    /// with the broker's ack.
     pub async fn confirm_select(&self) -> Result<(), AmqpError> {
         self.call(Method::ConfirmSelect(ConfirmSelect { no_wait: false }))
             .await?;
-        let mut seq = self.inner.confirm_seq.lock();
-        if seq.is_none() {
-            *seq = Some(1);
+        let id = self.inner.id;
+        if let Some(ch) = self.inner.conn.routes.lock().channels.get_mut(&id) {
+            ch.next_confirm.get_or_insert(1);
         }
+        self.inner.confirming.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// Publishes a message. The body is shared, never copied. On a confirm
-    /// channel, the returned [`Confirmation`] resolves with the broker's ack.
+    /// basic.publish: routes a message through `exchange` ("" is the
+    /// default exchange, which routes to the queue named `routing_key`).
+    ///
+    /// The message is in its queues when this returns; the body is shared
+    /// with the consumers, never copied. On a channel in confirm mode, the
+    /// returned [`Confirmation`] resolves with the broker's confirm;
+    /// otherwise it resolves at once and may be dropped.
+    ///
+    /// Publishing to a missing exchange fails with 404 NOT_FOUND and
+    /// closes the channel, as over TCP.
     pub async fn basic_publish(
         &self,
         exchange: &str,
@@ -479,78 +451,53 @@ impl Channel {
         properties: BasicProperties,
         body: Bytes,
     ) -> Result<Confirmation, AmqpError> {
-        let publish = BasicPublish {
-            exchange: short(exchange)?,
-            routing_key: short(routing_key)?,
+        self.check_open()?;
+        let (exchange, routing_key) = self.names(exchange, routing_key)?;
+        let method = BasicPublish {
+            exchange,
+            routing_key,
             mandatory: options.mandatory,
             immediate: false,
         };
-        self.publish_raw(publish, properties, body)
-    }
-
-    fn publish_raw(
-        &self,
-        publish: BasicPublish,
-        properties: BasicProperties,
-        body: Bytes,
-    ) -> Result<Confirmation, AmqpError> {
-        self.check_open()?;
         let id = self.inner.id;
-        let rx = {
-            let mut seq = self.inner.confirm_seq.lock();
-            match seq.as_mut() {
-                None => None,
-                Some(s) => {
-                    let (tx, rx) = oneshot::channel();
-                    if let Some(ch) = self.inner.conn.routes.lock().channels.get_mut(&id) {
-                        ch.confirms.push_back((*s, tx));
-                    }
-                    *s += 1;
-                    Some(rx)
-                }
-            }
-        };
-        let size = body.len() as u64;
         let conn = &self.inner.conn;
-        conn.feed(
-            id,
-            Frame::Method {
-                channel: id,
-                method: Method::BasicPublish(publish),
-            },
-        )?;
-        let header = ContentHeader {
-            class_id: 60,
-            body_size: size,
-            properties,
-            raw_properties: Bytes::new(),
-        };
-        conn.feed(
-            id,
-            Frame::Header {
-                channel: id,
-                header,
-            },
-        )?;
-        if size > 0 {
-            conn.feed(
-                id,
-                Frame::Body {
-                    channel: id,
-                    payload: body,
-                },
-            )?;
+        let weak = Arc::downgrade(conn);
+        if !self.inner.confirming.load(Ordering::Acquire) {
+            conn.exec(id, |s, _| s.publish(id, method, properties, body))?;
+            return Ok(Confirmation::new(None, weak, id));
         }
-        Ok(Confirmation { rx })
+        let (tx, rx) = oneshot::channel();
+        conn.exec(id, |s, routes| {
+            if let Some(ch) = routes.lock().channels.get_mut(&id) {
+                let seq = ch.next_confirm.get_or_insert(1);
+                ch.confirms.push_back((*seq, tx));
+                *seq += 1;
+            }
+            s.publish(id, method, properties, body)
+        })?;
+        Ok(Confirmation::new(Some(rx), weak, id))
     }
 
-    /// Starts a consumer; its deliveries come as a stream.
+    /// The names of a publish, reusing the last ones when they are equal.
+    fn names(&self, exchange: &str, routing_key: &str) -> Result<(ShortStr, ShortStr), AmqpError> {
+        let mut names = self.inner.names.lock();
+        if names.0 != exchange {
+            names.0 = short(exchange)?;
+        }
+        if names.1 != routing_key {
+            names.1 = short(routing_key)?;
+        }
+        Ok((names.0.clone(), names.1.clone()))
+    }
+
+    /// basic.consume: starts a consumer on `queue`; its deliveries come as
+    /// a [`Consumer`] stream.
     pub async fn basic_consume(
         &self,
         queue: &str,
         options: ConsumeOptions,
     ) -> Result<Consumer, AmqpError> {
-        let (tx, rx) = mpsc::channel(1024);
+        let shared = Arc::new(ConsumerShared::default());
         let m = Method::BasicConsume(BasicConsume {
             queue: short(queue)?,
             consumer_tag: short(&options.consumer_tag)?,
@@ -560,16 +507,20 @@ impl Channel {
             no_wait: false,
             arguments: options.arguments,
         });
-        match self.rpc(m, |reply| Pending::Consume(tx, reply)).await? {
-            Reply::Method(Method::BasicConsumeOk(ok)) => Ok(Consumer {
-                tag: ok.consumer_tag.to_string(),
-                rx,
-            }),
+        let buffer = shared.clone();
+        match self
+            .rpc(m, move |reply| Pending::Consume(buffer, reply))
+            .await?
+        {
+            Reply::Method(Method::BasicConsumeOk(ok)) => {
+                Ok(Consumer::new(ok.consumer_tag, shared, self.clone()))
+            }
             _ => Err(AmqpError::internal("unexpected reply to basic.consume")),
         }
     }
 
-    /// Cancels a consumer; its stream ends.
+    /// basic.cancel: stops a consumer. Its stream yields what was delivered
+    /// before and then ends; unacknowledged deliveries stay unacknowledged.
     pub async fn basic_cancel(&self, consumer_tag: &str) -> Result<(), AmqpError> {
         self.call(Method::BasicCancel(BasicCancel {
             consumer_tag: short(consumer_tag)?,
@@ -579,12 +530,34 @@ impl Channel {
         .map(drop)
     }
 
-    /// Fetches one message, or `None` when the queue is empty.
+    /// A dropped [`Consumer`] cancels itself (no reply awaited).
+    pub(crate) fn cancel_on_drop(&self, tag: &ShortStr) {
+        if self.check_open().is_err() {
+            return;
+        }
+        let id = self.inner.id;
+        let _ = self.inner.conn.exec(id, |s, routes| {
+            if let Some(ch) = routes.lock().channels.get_mut(&id) {
+                ch.consumers.retain(|(t, _)| t != tag);
+            }
+            s.handle_frame(Frame::Method {
+                channel: id,
+                method: Method::BasicCancel(BasicCancel {
+                    consumer_tag: tag.clone(),
+                    no_wait: true,
+                }),
+            })
+            .map(drop)
+        });
+    }
+
+    /// basic.get: fetches the message at the head of `queue`, or `None`
+    /// when it is empty. Unless `no_ack`, it must be acknowledged.
     pub async fn basic_get(
         &self,
         queue: &str,
         no_ack: bool,
-    ) -> Result<Option<Delivery>, AmqpError> {
+    ) -> Result<Option<super::Delivery>, AmqpError> {
         match self
             .rpc(
                 Method::BasicGet(BasicGet {
@@ -600,6 +573,8 @@ impl Channel {
         }
     }
 
+    /// basic.ack: acknowledges `delivery_tag`, or with `multiple` every
+    /// outstanding tag up to it. An unknown tag is a channel error (406).
     pub async fn basic_ack(&self, delivery_tag: u64, multiple: bool) -> Result<(), AmqpError> {
         self.feed(Method::BasicAck(BasicAck {
             delivery_tag,
@@ -607,6 +582,9 @@ impl Channel {
         }))
     }
 
+    /// basic.nack: rejects `delivery_tag` (or every tag up to it with
+    /// `multiple`); with `requeue` the messages go back to their original
+    /// positions, marked redelivered, otherwise they are dropped.
     pub async fn basic_nack(
         &self,
         delivery_tag: u64,
@@ -620,6 +598,7 @@ impl Channel {
         }))
     }
 
+    /// basic.reject: [`Channel::basic_nack`] for one message.
     pub async fn basic_reject(&self, delivery_tag: u64, requeue: bool) -> Result<(), AmqpError> {
         self.feed(Method::BasicReject(BasicReject {
             delivery_tag,
@@ -627,7 +606,8 @@ impl Channel {
         }))
     }
 
-    /// Messages returned as unroutable so far (mandatory publishes), oldest first.
+    /// Messages returned as unroutable (mandatory publishes) and not taken
+    /// yet, oldest first.
     pub fn take_returned(&self) -> Vec<Returned> {
         self.inner
             .conn
@@ -639,21 +619,32 @@ impl Channel {
             .unwrap_or_default()
     }
 
+    /// tx.select: publishes and acks on this channel wait for
+    /// [`Channel::tx_commit`].
     pub async fn tx_select(&self) -> Result<(), AmqpError> {
         self.call(Method::TxSelect).await.map(drop)
     }
 
+    /// tx.commit: applies the publishes and acks made since the last
+    /// commit or rollback.
     pub async fn tx_commit(&self) -> Result<(), AmqpError> {
         self.call(Method::TxCommit).await.map(drop)
     }
 
+    /// tx.rollback: forgets the publishes and acks made since the last
+    /// commit or rollback.
     pub async fn tx_rollback(&self) -> Result<(), AmqpError> {
         self.call(Method::TxRollback).await.map(drop)
     }
 
-    /// Closes the channel: its consumers stop and unacked messages go back.
+    /// channel.close: consumers stop (their streams end) and unacknowledged
+    /// messages go back to their queues. Closing a channel that is closed
+    /// already does nothing.
     pub async fn close(&self) -> Result<(), AmqpError> {
-        let close = Method::ChannelClose(warren_protocol::ChannelClose {
+        if !self.is_open() {
+            return Ok(());
+        }
+        let close = Method::ChannelClose(ChannelClose {
             reply_code: 200,
             reply_text: ShortStr::from_static("Goodbye"),
             class_id: 0,
@@ -668,7 +659,9 @@ impl Channel {
             .channels
             .get_mut(&self.inner.id)
         {
-            ch.close(AmqpError::channel_error("channel closed"));
+            ch.close(AmqpError::channel_error(
+                "channel closed by the application",
+            ));
         }
         r
     }
