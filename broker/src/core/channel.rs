@@ -739,6 +739,11 @@ impl Channel {
             msg
         };
         let queues = &self.scratch.queues;
+        for q in queues {
+            if q.is_congested() && !ctx.congested.iter().any(|c| Arc::ptr_eq(c, q)) {
+                ctx.congested.push(q.clone());
+            }
+        }
         let done = match &ctx.vhost.store {
             Some(store) if msg.is_persistent() => persist_and_push(store, &msg, queues)?,
             _ => push_all(&msg, queues),

@@ -76,6 +76,12 @@ struct State {
     janitor: bool,
 }
 
+/// Ready messages above which a queue with consumers holds its publishers
+/// back, and below which it lets them go again (publishers never wait on a
+/// queue nobody consumes from: a backlog there is what was asked for).
+const FLOW_HIGH: usize = 20_000;
+const FLOW_LOW: usize = 10_000;
+
 pub struct Queue {
     pub name: ShortStr,
     pub vhost: String,
@@ -89,6 +95,8 @@ pub struct Queue {
     epoch: Instant,
     /// Wakes the expiry task when deadlines change or the queue goes.
     wake: Arc<Notify>,
+    /// Wakes publishers held back by flow control.
+    flow: Notify,
     me: Weak<Queue>,
     state: Mutex<State>,
 }
@@ -115,6 +123,7 @@ impl Queue {
             vhost_ref,
             epoch: Instant::now(),
             wake: Arc::new(Notify::new()),
+            flow: Notify::new(),
             me: me.clone(),
             state: Mutex::new(State {
                 ready,
@@ -194,6 +203,27 @@ impl Queue {
             "cannot obtain exclusive access to locked {}. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
             self.describe()
         ))
+    }
+
+    /// Whether publishers should wait: consumers exist but lag far behind.
+    pub fn is_congested(&self) -> bool {
+        let st = self.state.lock();
+        !st.consumers.is_empty() && st.ready.len() >= FLOW_HIGH
+    }
+
+    /// Waits (at most `limit`) until the backlog falls to the low mark or
+    /// the queue loses its consumers.
+    pub async fn wait_uncongested(&self, limit: Duration) {
+        let notified = self.flow.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let st = self.state.lock();
+            if st.consumers.is_empty() || st.ready.len() <= FLOW_LOW || st.deleted {
+                return;
+            }
+        }
+        let _ = tokio::time::timeout(limit, notified).await;
     }
 
     /// Marks the queue as used now (for `x-expires`).
@@ -338,6 +368,9 @@ impl Queue {
             let c = st.consumers[i].clone();
             self.hand_over(&mut entry, c.no_ack);
             c.channel.deliver(&me, &c, entry);
+            if st.ready.len() == FLOW_LOW {
+                self.flow.notify_waiters();
+            }
         }
     }
 
@@ -467,6 +500,9 @@ impl Queue {
         if st.next_consumer >= st.consumers.len() {
             st.next_consumer = 0;
         }
+        if st.consumers.is_empty() {
+            self.flow.notify_waiters();
+        }
         st.last_used = Instant::now();
         if st.consumers.is_empty() && self.args.expires.is_some() {
             self.wake.notify_one();
@@ -535,6 +571,7 @@ impl Queue {
     pub fn mark_deleted(&self) -> (u32, Vec<Arc<Consumer>>) {
         let mut st = self.state.lock();
         st.deleted = true;
+        self.flow.notify_waiters();
         let all = st.ready.drain_all();
         self.discard(&all);
         self.wake.notify_one();

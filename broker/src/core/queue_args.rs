@@ -37,6 +37,10 @@ pub struct QueueArgs {
     pub max_priority: Option<u8>,
     pub single_active_consumer: bool,
     pub delivery_limit: Option<u64>,
+    /// FIFO: how long an accepted deduplication id is remembered.
+    pub dedup_window: Duration,
+    /// FIFO: without an explicit id, deduplicate by a hash of the body.
+    pub content_based_dedup: bool,
 }
 
 impl Default for QueueArgs {
@@ -53,6 +57,8 @@ impl Default for QueueArgs {
             max_priority: None,
             single_active_consumer: false,
             delivery_limit: None,
+            dedup_window: Duration::from_millis(300_000),
+            content_based_dedup: false,
         }
     }
 }
@@ -222,6 +228,24 @@ impl QueueArgs {
         }
         if let Some(v) = args.get("x-delivery-limit") {
             out.delivery_limit = Some(c.non_negative("x-delivery-limit", &v)?);
+        }
+        if out.kind == QueueKind::Fifo {
+            if let Some(v) = args.get("x-deduplication-window") {
+                let ms = v.as_i64().filter(|n| *n > 0).ok_or_else(|| {
+                    AmqpError::precondition(format!(
+                        "invalid arg 'x-deduplication-window' for {what}: must be a positive integer (milliseconds), got {v:?}"
+                    ))
+                })?;
+                out.dedup_window = Duration::from_millis(ms.unsigned_abs());
+            }
+            if let Some(v) = args.get("x-content-based-deduplication") {
+                out.content_based_dedup = v.as_bool().ok_or_else(|| {
+                    c.fail(
+                        "x-content-based-deduplication",
+                        format!("{{unacceptable_type,{}}}", type_name(&v)),
+                    )
+                })?;
+            }
         }
         if out.kind != QueueKind::Fifo {
             for arg in ["x-deduplication-window", "x-content-based-deduplication"] {

@@ -24,6 +24,9 @@ pub struct SessionCtx {
     pub max_message_size: u64,
     /// The authenticated user; publishes may not claim another `user_id`.
     pub user: Option<String>,
+    /// Queues this connection published to that are falling behind their
+    /// consumers; the connection stops reading until they catch up.
+    pub congested: Vec<Arc<Queue>>,
 }
 
 enum ChannelSlot {

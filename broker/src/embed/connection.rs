@@ -39,7 +39,10 @@ impl ConnInner {
         let Some(session) = guard.as_mut() else {
             return Err(self.closed_error());
         };
-        let value = match op(session, &self.routes) {
+        let result = op(session, &self.routes);
+        // In-process publishers are not held back by queue congestion yet.
+        session.ctx.congested.clear();
+        let value = match result {
             Ok(v) => v,
             Err(e) => {
                 session.close();
@@ -173,6 +176,7 @@ impl Broker {
             exclusive_queues: Vec::new(),
             max_message_size: limits.max_message_size,
             user: None,
+            congested: Vec::new(),
         };
         let session = Session::new(ctx, limits.channel_max);
         let routes = Arc::new(Mutex::new(Routes::default()));

@@ -21,6 +21,8 @@ use crate::error::AmqpError;
 /// How long a client gets to finish the handshake, and to answer our close.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest a publisher is held back at once before congestion is re-checked.
+const FLOW_WAIT: Duration = Duration::from_millis(500);
 
 pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: SocketAddr) {
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -58,6 +60,7 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
         exclusive_queues: Vec::new(),
         max_message_size: shared.config.limits.max_message_size,
         user: Some(negotiated.user.clone()),
+        congested: Vec::new(),
     };
     let mut session = Session::new(ctx, negotiated.channel_max);
 
@@ -89,6 +92,10 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
         };
         if let Some(end) = step {
             break end;
+        }
+        // Flow control: stop reading while a queue we fed is far behind.
+        for queue in std::mem::take(&mut session.ctx.congested) {
+            queue.wait_uncongested(FLOW_WAIT).await;
         }
         if *shutdown.borrow() {
             break Ending::Error(AmqpError::new(
