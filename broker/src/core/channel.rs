@@ -536,6 +536,7 @@ impl Channel {
             // Rejected without requeue: dead-lettered (or dropped).
             Some(false) => {
                 for (queue, entries) in group_by_queue(taken) {
+                    queue.settled(&entries);
                     queue.reject(entries);
                     queue.dispatch();
                 }
@@ -544,10 +545,12 @@ impl Channel {
                 // Acked: gone for good, and credit is back, so queues may
                 // deliver more.
                 if let [u] = taken.as_slice() {
+                    u.queue.settled([&u.entry]);
                     u.queue.discard([&u.entry]);
                     u.queue.dispatch();
                 } else {
                     for (queue, entries) in group_by_queue(taken) {
+                        queue.settled(&entries);
                         queue.discard(&entries);
                         queue.dispatch();
                     }

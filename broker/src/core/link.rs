@@ -201,6 +201,26 @@ impl ChannelLink {
         Some(taken)
     }
 
+    /// The unacked messages matching `pred`, in tag order.
+    pub fn take_unacked_where(&self, mut pred: impl FnMut(&Unacked) -> bool) -> Vec<Unacked> {
+        let mut st = self.state.lock();
+        let mut taken = Vec::new();
+        let mut kept = std::collections::VecDeque::with_capacity(st.unacked.len());
+        for u in st.unacked.drain(..) {
+            if pred(&u) {
+                taken.push(u);
+            } else {
+                kept.push_back(u);
+            }
+        }
+        st.unacked = kept;
+        drop(st);
+        for u in &taken {
+            self.release_credit(u);
+        }
+        taken
+    }
+
     /// Every unacked message, in tag order (for close and recover).
     pub fn take_all_unacked(&self) -> Vec<Unacked> {
         let taken: Vec<Unacked> = self.state.lock().unacked.drain(..).collect();

@@ -6,7 +6,7 @@ use warren_protocol::{BasicProperties, ShortStr};
 /// What a publisher sent: the routing it was published with, its properties
 /// (parsed, plus the raw bytes so deliveries can forward them unchanged) and
 /// its body. Queues hold it in an `Arc`, so fan-out stores it once.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Message {
     pub exchange: ShortStr,
     pub routing_key: ShortStr,

@@ -4,6 +4,7 @@
 pub mod channel;
 pub mod dead_letter;
 pub mod exchange;
+pub mod fifo;
 pub mod headers;
 pub mod link;
 pub mod message;

@@ -12,13 +12,14 @@ use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
 use super::dead_letter::{self, Reason};
 use super::exchange::RouteScratch;
+use super::fifo::{self, Dedup, Fifo, Owner};
 use super::link::{ChannelLink, ConnectionId, Consumer};
 use super::message::Message;
 use super::queue_args::{Overflow, QueueArgs, QueueKind};
 use super::ready::Ready;
 use super::vhost::VHost;
 use crate::error::{q, AmqpError};
-use crate::store::{Persisted, Persistence};
+use crate::store::{records, Persisted, Persistence};
 
 /// A message in a queue: shared body plus per-queue delivery state.
 #[derive(Debug, Clone)]
@@ -74,6 +75,58 @@ struct State {
     /// Messages to dead-letter once the lock is released.
     dead: Vec<(Entry, Reason)>,
     janitor: bool,
+    /// For a FIFO queue, the messages by group (then `ready` stays empty).
+    fifo: Option<Fifo>,
+    dedup: Dedup,
+}
+
+impl State {
+    fn len(&self) -> usize {
+        self.fifo.as_ref().map_or(self.ready.len(), Fifo::len)
+    }
+
+    fn bytes(&self) -> u64 {
+        self.fifo.as_ref().map_or(self.ready.bytes(), Fifo::bytes)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push_ready(&mut self, e: Entry) {
+        match &mut self.fifo {
+            Some(f) => f.push(e),
+            None => self.ready.push_back(e),
+        }
+    }
+
+    fn pop_oldest(&mut self) -> Option<Entry> {
+        match &mut self.fifo {
+            Some(f) => f.pop_oldest(),
+            None => self.ready.pop_front(),
+        }
+    }
+
+    fn drain_all(&mut self) -> Vec<Entry> {
+        match &mut self.fifo {
+            Some(f) => f.drain_all(),
+            None => self.ready.drain_all(),
+        }
+    }
+
+    fn next_expiry(&self) -> Option<u64> {
+        match &self.fifo {
+            Some(f) => f.next_expiry(),
+            None => self.ready.next_expiry(),
+        }
+    }
+
+    fn take_expired(&mut self, now_ms: u64, out: &mut Vec<Entry>) {
+        match &mut self.fifo {
+            Some(f) => f.take_expired(now_ms, out),
+            None => self.ready.take_expired(now_ms, out),
+        }
+    }
 }
 
 /// Ready messages above which a queue with consumers holds its publishers
@@ -113,6 +166,7 @@ impl Queue {
         vhost_ref: Weak<VHost>,
     ) -> Arc<Queue> {
         let ready = Ready::new(args.max_priority);
+        let fifo = (args.kind == QueueKind::Fifo).then(Fifo::default);
         let queue = Arc::new_cyclic(|me| Queue {
             name,
             vhost,
@@ -135,6 +189,8 @@ impl Queue {
                 last_used: Instant::now(),
                 dead: Vec::new(),
                 janitor: false,
+                fifo,
+                dedup: Dedup::default(),
             }),
         });
         if queue.args.message_ttl.is_some() || queue.args.expires.is_some() {
@@ -208,7 +264,7 @@ impl Queue {
     /// Whether publishers should wait: consumers exist but lag far behind.
     pub fn is_congested(&self) -> bool {
         let st = self.state.lock();
-        !st.consumers.is_empty() && st.ready.len() >= FLOW_HIGH
+        !st.consumers.is_empty() && st.len() >= FLOW_HIGH
     }
 
     /// Waits (at most `limit`) until the backlog falls to the low mark or
@@ -219,7 +275,7 @@ impl Queue {
         notified.as_mut().enable();
         {
             let st = self.state.lock();
-            if st.consumers.is_empty() || st.ready.len() <= FLOW_LOW || st.deleted {
+            if st.consumers.is_empty() || st.len() <= FLOW_LOW || st.deleted {
                 return;
             }
         }
@@ -274,6 +330,32 @@ impl Queue {
             }
             return PushOutcome::Gone;
         }
+        if st.fifo.is_some() {
+            if let Some(id) = fifo::dedup_id(&msg, self.args.content_based_dedup) {
+                let now = unix_ms();
+                let store = self.store.as_ref().filter(|_| self.persists());
+                st.dedup.prune(now, |r| {
+                    if let Some(s) = store {
+                        s.tombstone(r)
+                    }
+                });
+                if st.dedup.is_duplicate(id, now) {
+                    // Dropped, yet confirmed to the publisher, as a cloud FIFO queue does.
+                    if let (Some(store), Some(p)) = (&self.store, &persisted) {
+                        store.discard(p);
+                    }
+                    return PushOutcome::Queued;
+                }
+                let expires = now.saturating_add(self.args.dedup_window.as_millis() as u64);
+                let record = match (store, self.record) {
+                    (Some(s), Some(q)) => s
+                        .append(records::DEDUP, records::encode_dedup(q, id, expires))
+                        .ok(),
+                    _ => None,
+                };
+                st.dedup.remember(id, expires, record);
+            }
+        }
         let size = msg.body.len() as u64;
         let seq = st.next_seq;
         st.next_seq += 1;
@@ -290,7 +372,7 @@ impl Queue {
                 Overflow::DropHead => {
                     // Make room from the head, then take the new message.
                     while self.over_limit(st, 1, size) {
-                        match st.ready.pop_front() {
+                        match st.pop_oldest() {
                             Some(old) => st.dead.push((old, Reason::MaxLen)),
                             None => break,
                         }
@@ -315,11 +397,11 @@ impl Queue {
             if !st.janitor {
                 self.start_janitor(st);
             }
-            if st.ready.is_empty() {
+            if st.is_empty() {
                 self.wake.notify_one();
             }
         }
-        st.ready.push_back(entry);
+        st.push_ready(entry);
         if !st.consumers.is_empty() {
             self.dispatch_locked(st);
         }
@@ -330,11 +412,11 @@ impl Queue {
     fn over_limit(&self, st: &State, count: u64, bytes: u64) -> bool {
         self.args
             .max_length
-            .is_some_and(|max| st.ready.len() as u64 + count > max)
+            .is_some_and(|max| st.len() as u64 + count > max)
             || self
                 .args
                 .max_length_bytes
-                .is_some_and(|max| st.ready.bytes() + bytes > max)
+                .is_some_and(|max| st.bytes() + bytes > max)
     }
 
     /// Delivers ready messages to consumers with credit.
@@ -351,6 +433,10 @@ impl Queue {
         let Some(me) = self.me.upgrade() else {
             return;
         };
+        if st.fifo.is_some() {
+            self.dispatch_fifo(st, &me);
+            return;
+        }
         let mut now = None;
         while !st.ready.is_empty() {
             let Some(i) = self.pick_consumer(st) else {
@@ -368,9 +454,71 @@ impl Queue {
             let c = st.consumers[i].clone();
             self.hand_over(&mut entry, c.no_ack);
             c.channel.deliver(&me, &c, entry);
-            if st.ready.len() == FLOW_LOW {
+            if st.len() == FLOW_LOW {
                 self.flow.notify_waiters();
             }
+        }
+    }
+
+    /// FIFO delivery: each consumer with credit, in turn, gets the next
+    /// message of a group it holds, or else of the free group with the
+    /// oldest head.
+    fn dispatch_fifo(&self, st: &mut State, me: &Arc<Queue>) {
+        let mut now = None;
+        loop {
+            let n = if self.args.single_active_consumer {
+                st.consumers.len().min(1)
+            } else {
+                st.consumers.len()
+            };
+            let mut delivered = false;
+            for k in 0..n {
+                let i = (st.next_consumer + k) % n;
+                let c = st.consumers[i].clone();
+                if !c.has_credit() {
+                    continue;
+                }
+                if c.channel.conn.outbox.is_full() {
+                    c.channel.conn.outbox.wait_for_room(self.me.clone());
+                    continue;
+                }
+                let owner = Owner::Consumer(c.clone());
+                let Some(f) = st.fifo.as_mut() else { return };
+                let Some(group) = f.next_group_for(owner.key()) else {
+                    continue;
+                };
+                let Some(mut entry) = f.take(&group, (!c.no_ack).then_some(owner)) else {
+                    continue;
+                };
+                if entry.expires_at.is_some()
+                    && entry.expired(*now.get_or_insert_with(|| self.now_ms()))
+                {
+                    if !c.no_ack {
+                        f.settle(&group, 1);
+                    }
+                    st.dead.push((entry, Reason::Expired));
+                    delivered = true;
+                    break;
+                }
+                self.hand_over(&mut entry, c.no_ack);
+                c.channel.deliver(me, &c, entry);
+                st.next_consumer = (i + 1) % n;
+                delivered = true;
+                break;
+            }
+            if !delivered || st.is_empty() {
+                break;
+            }
+        }
+    }
+
+    /// Messages delivered with ack ended (acked or dropped): a FIFO queue
+    /// releases their groups once the owner holds none.
+    pub fn settled<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) {
+        let mut st = self.state.lock();
+        let Some(f) = st.fifo.as_mut() else { return };
+        for e in entries {
+            f.settle(&fifo::group_of(&e.msg), 1);
         }
     }
 
@@ -405,7 +553,7 @@ impl Queue {
     }
 
     /// basic.get: hands the head message to `channel`. False when empty.
-    pub fn get(&self, channel: &ChannelLink, no_ack: bool) -> bool {
+    pub fn get(&self, channel: &Arc<ChannelLink>, no_ack: bool) -> bool {
         let Some(me) = self.me.upgrade() else {
             return false;
         };
@@ -414,13 +562,13 @@ impl Queue {
             st.last_used = Instant::now();
             let now = self.now_ms();
             let mut found = false;
-            while let Some(mut entry) = st.ready.pop_front() {
+            while let Some(mut entry) = self.pop_for_get(&mut st, channel, no_ack) {
                 if entry.expired(now) {
                     st.dead.push((entry, Reason::Expired));
                     continue;
                 }
                 self.hand_over(&mut entry, no_ack);
-                let remaining = u32::try_from(st.ready.len()).unwrap_or(u32::MAX);
+                let remaining = u32::try_from(st.len()).unwrap_or(u32::MAX);
                 channel.get_ok(&me, entry, no_ack, remaining);
                 found = true;
                 break;
@@ -431,6 +579,22 @@ impl Queue {
         found
     }
 
+    /// The next message for basic.get: the head, or for a FIFO queue the
+    /// next of a group this channel holds or of the oldest free group.
+    fn pop_for_get(
+        &self,
+        st: &mut State,
+        channel: &Arc<ChannelLink>,
+        no_ack: bool,
+    ) -> Option<Entry> {
+        let Some(f) = st.fifo.as_mut() else {
+            return st.ready.pop_front();
+        };
+        let owner = Owner::Get(channel.clone());
+        let group = f.next_group_for(owner.key())?;
+        f.take(&group, (!no_ack).then_some(owner))
+    }
+
     /// Puts messages back at their original positions, marked redelivered.
     /// A quorum queue counts the return and enforces its delivery limit.
     pub fn requeue(&self, entries: impl IntoIterator<Item = Entry>) {
@@ -439,6 +603,11 @@ impl Queue {
             if st.deleted {
                 let entries: Vec<Entry> = entries.into_iter().collect();
                 self.discard(&entries);
+                return;
+            }
+            if st.fifo.is_some() {
+                self.requeue_fifo(&mut st, entries.into_iter().collect());
+                self.dispatch_locked(&mut st);
                 return;
             }
             for mut e in entries {
@@ -462,6 +631,53 @@ impl Queue {
             std::mem::take(&mut st.dead)
         };
         self.dead_letter(dead);
+    }
+
+    /// FIFO requeue: every unacked message of an affected group held by its
+    /// owner comes back too, all at the head of the group in order, and the
+    /// group is released.
+    fn requeue_fifo(&self, st: &mut State, entries: Vec<Entry>) {
+        let mut by_group: Vec<(ShortStr, Vec<Entry>)> = Vec::new();
+        for mut e in entries {
+            e.redelivered = true;
+            let g = fifo::group_of(&e.msg);
+            match by_group.iter_mut().find(|(n, _)| *n == g) {
+                Some((_, v)) => v.push(e),
+                None => by_group.push((g, vec![e])),
+            }
+        }
+        let me = self.me.as_ptr();
+        for (group, mut list) in by_group {
+            let Some(f) = st.fifo.as_mut() else { return };
+            if let Some(owner) = f.owner_of(&group).cloned() {
+                let more = owner.channel().take_unacked_where(|u| {
+                    std::ptr::eq(Arc::as_ptr(&u.queue), me) && fifo::group_of(&u.entry.msg) == group
+                });
+                list.extend(more.into_iter().map(|u| {
+                    let mut e = u.entry;
+                    e.redelivered = true;
+                    e
+                }));
+            }
+            f.put_back(&group, list);
+        }
+    }
+
+    /// Puts back a deduplication id recovered from the log.
+    pub fn restore_dedup(
+        &self,
+        id: u128,
+        expires_ms: u64,
+        record: warren_persistence::RecordId,
+    ) -> bool {
+        if expires_ms <= unix_ms() {
+            return false;
+        }
+        self.state
+            .lock()
+            .dedup
+            .remember(id, expires_ms, Some(record));
+        true
     }
 
     /// Attaches a consumer, enforcing exclusive consumers.
@@ -534,7 +750,7 @@ impl Queue {
     }
 
     pub fn message_count(&self) -> u32 {
-        u32::try_from(self.state.lock().ready.len()).unwrap_or(u32::MAX)
+        u32::try_from(self.state.lock().len()).unwrap_or(u32::MAX)
     }
 
     pub fn consumer_count(&self) -> u32 {
@@ -544,7 +760,7 @@ impl Queue {
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> u32 {
         let mut st = self.state.lock();
-        let all = st.ready.drain_all();
+        let all = st.drain_all();
         self.discard(&all);
         u32::try_from(all.len()).unwrap_or(u32::MAX)
     }
@@ -557,7 +773,7 @@ impl Queue {
                 self.describe()
             )));
         }
-        if if_empty && !st.ready.is_empty() {
+        if if_empty && !st.is_empty() {
             return Err(AmqpError::precondition(format!(
                 "{} not empty",
                 self.describe()
@@ -572,7 +788,7 @@ impl Queue {
         let mut st = self.state.lock();
         st.deleted = true;
         self.flow.notify_waiters();
-        let all = st.ready.drain_all();
+        let all = st.drain_all();
         self.discard(&all);
         self.wake.notify_one();
         (
@@ -662,7 +878,6 @@ impl Queue {
     fn next_deadline(&self) -> Option<Instant> {
         let st = self.state.lock();
         let head = st
-            .ready
             .next_expiry()
             .map(|ms| self.epoch + Duration::from_millis(ms.saturating_add(1)));
         let unused = match (self.args.expires, st.consumers.is_empty()) {
@@ -685,7 +900,7 @@ impl Queue {
                 return false;
             }
             let mut expired = Vec::new();
-            st.ready.take_expired(now, &mut expired);
+            st.take_expired(now, &mut expired);
             st.dead
                 .extend(expired.into_iter().map(|e| (e, Reason::Expired)));
             let delete = self
@@ -727,4 +942,11 @@ async fn janitor(queue: Weak<Queue>, wake: Arc<Notify>) {
             _ => return,
         }
     }
+}
+
+/// Wall-clock milliseconds, for state that must outlive a restart.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -20,6 +20,8 @@ pub const ENTRY: u8 = 5;
 pub const MESSAGE: u8 = 6;
 /// A message was delivered (so it comes back `redelivered` after a restart).
 pub const DELIVERED: u8 = 7;
+/// A FIFO queue accepted a deduplication id (remembered until it expires).
+pub const DEDUP: u8 = 8;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExchangeRecord {
@@ -285,6 +287,23 @@ pub fn encode_delivered(target: RecordId) -> Bytes {
 
 pub fn decode_delivered(b: &Bytes) -> Result<RecordId, Malformed> {
     Ok(RecordId(Reader::new(b, "delivered").u64()?))
+}
+
+/// A [`DEDUP`] record: (queue record, id, expiry in unix ms).
+pub fn encode_dedup(queue: RecordId, id: u128, expires_ms: u64) -> Bytes {
+    let mut w = Writer::new(32);
+    w.u64(queue.0)
+        .u64((id >> 64) as u64)
+        .u64(id as u64)
+        .u64(expires_ms);
+    w.finish()
+}
+
+pub fn decode_dedup(b: &Bytes) -> Result<(RecordId, u128, u64), Malformed> {
+    let mut r = Reader::new(b, "dedup");
+    let queue = RecordId(r.u64()?);
+    let id = (u128::from(r.u64()?) << 64) | u128::from(r.u64()?);
+    Ok((queue, id, r.u64()?))
 }
 
 #[cfg(test)]

@@ -155,6 +155,14 @@ pub fn restore(
                     })
             }
             records::DELIVERED => Some(()),
+            records::DEDUP => {
+                records::decode_dedup(&r.payload)
+                    .ok()
+                    .and_then(|(qrec, id, expires)| {
+                        let queue = queues.get(&qrec.0)?;
+                        queue.restore_dedup(id, expires, r.id).then_some(())
+                    })
+            }
             _ => None,
         };
         if ok.is_none() {
