@@ -939,30 +939,32 @@ pub(crate) fn persist_and_push(
             }
         }
         n => {
-            // Fan-out: the body once, then one small entry per queue.
+            // Fan-out: the body once, then one small entry per queue, in one
+            // batch so a crash keeps all or none. An entry names its body by
+            // how many records back it is, since ids are given at append.
+            let durable: Vec<(&Arc<Queue>, RecordId)> = queues
+                .iter()
+                .filter_map(|q| q.record.map(|r| (q, r)))
+                .collect();
             let mut batch = Vec::with_capacity(n + 1);
             batch.push(NewRecord::new(records::BODY, content().encode_body()));
-            let first = store.append_batch(&batch).map_err(failed)?;
-            batch.clear();
-            for q in queues.iter().filter(|q| q.persists()) {
-                if let Some(qrec) = q.record {
-                    batch.push(NewRecord::new(
-                        records::ENTRY,
-                        records::encode_entry(qrec, first),
-                    ));
-                }
+            for (i, (_, qrec)) in durable.iter().enumerate() {
+                let back = i as u64 + 1;
+                batch.push(NewRecord::new(
+                    records::ENTRY,
+                    records::encode_entry(*qrec, back),
+                ));
             }
-            let mut next = store.append_batch(&batch).map_err(failed)?.0;
-            let body = SharedBody::new(first, batch.len());
-            for q in queues.iter().filter(|q| q.persists()) {
+            let body_id = store.append_batch(&batch).map_err(failed)?;
+            let body = SharedBody::new(body_id, durable.len());
+            for (id, (q, _)) in (body_id.0 + 1..).zip(durable) {
                 let p = Persisted {
-                    record: RecordId(next),
+                    record: RecordId(id),
                     body: Some(body.clone()),
                     marker: None,
                 };
                 out.note(q.push(msg.clone(), Some(p)));
-                out.lsn = next;
-                next += 1;
+                out.lsn = id;
             }
         }
     }

@@ -266,16 +266,23 @@ impl MessageContent {
     }
 }
 
-/// An [`ENTRY`] record: (queue record, body record).
-pub fn encode_entry(queue: RecordId, body: RecordId) -> Bytes {
+/// An [`ENTRY`] record: (queue record, how many records back its body is).
+pub fn encode_entry(queue: RecordId, body_back: u64) -> Bytes {
     let mut w = Writer::new(16);
-    w.u64(queue.0).u64(body.0);
+    w.u64(queue.0).u64(body_back);
     w.finish()
 }
 
-pub fn decode_entry(b: &Bytes) -> Result<(RecordId, RecordId), Malformed> {
+/// Decodes an [`ENTRY`] record with id `id`: (queue record, body record).
+pub fn decode_entry(id: RecordId, b: &Bytes) -> Result<(RecordId, RecordId), Malformed> {
     let mut r = Reader::new(b, "entry");
-    Ok((RecordId(r.u64()?), RecordId(r.u64()?)))
+    let queue = RecordId(r.u64()?);
+    let back = r.u64()?;
+    let body =
+        id.0.checked_sub(back)
+            .filter(|b| *b > 0)
+            .ok_or(Malformed("entry"))?;
+    Ok((queue, RecordId(body)))
 }
 
 /// A [`DELIVERED`] record: the message record that was delivered.
@@ -360,8 +367,8 @@ mod tests {
             Some((RecordId(9), m))
         );
         assert_eq!(
-            decode_entry(&encode_entry(RecordId(1), RecordId(2))).ok(),
-            Some((RecordId(1), RecordId(2)))
+            decode_entry(RecordId(7), &encode_entry(RecordId(1), 2)).ok(),
+            Some((RecordId(1), RecordId(5)))
         );
         assert_eq!(
             decode_delivered(&encode_delivered(RecordId(3))).ok(),

@@ -56,7 +56,7 @@ pub fn restore(
                 }
             }
             records::ENTRY => {
-                if let Ok((_, body)) = records::decode_entry(&r.payload) {
+                if let Ok((_, body)) = records::decode_entry(r.id, &r.payload) {
                     *body_refs.entry(body.0).or_default() += 1;
                 }
             }
@@ -116,24 +116,26 @@ pub fn restore(
                     let refs = body_refs.get(&r.id.0).copied().unwrap_or(0);
                     bodies.insert(r.id.0, (msg, SharedBody::new(r.id, refs)));
                 }),
-            records::ENTRY => records::decode_entry(&r.payload)
-                .ok()
-                .and_then(|(qrec, brec)| {
-                    let queue = queues.get(&qrec.0)?;
-                    let (msg, body) = bodies.get(&brec.0)?;
-                    let marker = markers.get(&r.id.0).copied();
-                    queue.restore(
-                        msg.clone(),
-                        Persisted {
-                            record: r.id,
-                            body: Some(body.clone()),
-                            marker,
-                        },
-                    );
-                    restored_messages.insert(r.id.0, ());
-                    out.messages += 1;
-                    Some(())
-                }),
+            records::ENTRY => {
+                records::decode_entry(r.id, &r.payload)
+                    .ok()
+                    .and_then(|(qrec, brec)| {
+                        let queue = queues.get(&qrec.0)?;
+                        let (msg, body) = bodies.get(&brec.0)?;
+                        let marker = markers.get(&r.id.0).copied();
+                        queue.restore(
+                            msg.clone(),
+                            Persisted {
+                                record: r.id,
+                                body: Some(body.clone()),
+                                marker,
+                            },
+                        );
+                        restored_messages.insert(r.id.0, ());
+                        out.messages += 1;
+                        Some(())
+                    })
+            }
             records::MESSAGE => {
                 MessageContent::decode_message(&r.payload)
                     .ok()
