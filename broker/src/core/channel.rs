@@ -73,6 +73,14 @@ pub struct Channel {
     op_start: u64,
     /// The name replies to `amq.rabbitmq.reply-to` reach this channel by.
     reply_to: Option<ShortStr>,
+    cache: LookupCache,
+}
+
+/// The exchange and queue this channel last published to.
+#[derive(Default)]
+struct LookupCache {
+    exchange: Option<Arc<super::exchange::Exchange>>,
+    queue: Option<Arc<Queue>>,
 }
 
 /// The pseudo-queue of RabbitMQ's direct reply-to.
@@ -91,6 +99,7 @@ impl Channel {
             store: None,
             op_start: 0,
             reply_to: None,
+            cache: LookupCache::default(),
         }
     }
 
@@ -698,11 +707,20 @@ impl Channel {
     }
 
     fn publish_exchange(
-        &self,
+        &mut self,
         ctx: &SessionCtx,
         name: &ShortStr,
     ) -> Result<Arc<super::exchange::Exchange>, AmqpError> {
-        let x = ctx.vhost.exchange(name)?;
+        // Publishers nearly always use one exchange: keep it, so the hot
+        // path takes no vhost-wide lock.
+        let x = match &self.cache.exchange {
+            Some(x) if &x.name == name && !x.is_deleted() => x.clone(),
+            _ => {
+                let x = ctx.vhost.exchange(name)?;
+                self.cache.exchange = Some(x.clone());
+                x
+            }
+        };
         if x.options.internal {
             return Err(AmqpError::access_refused(format!(
                 "cannot publish to internal exchange {} in vhost '{}'",
@@ -732,8 +750,23 @@ impl Channel {
         let exchange = self.publish_exchange(ctx, &publish.exchange)?;
         let headers = msg.properties.headers.as_ref();
         self.scratch.queues.clear();
-        ctx.vhost
-            .route(&exchange, &publish.routing_key, headers, &mut self.scratch);
+        match &self.cache.queue {
+            // Default exchange to the same queue as last time: no lookup.
+            Some(q)
+                if exchange.kind() == super::exchange::ExchangeKind::Default
+                    && q.name == publish.routing_key
+                    && !q.is_gone() =>
+            {
+                self.scratch.queues.push(q.clone());
+            }
+            _ => {
+                ctx.vhost
+                    .route(&exchange, &publish.routing_key, headers, &mut self.scratch);
+                if exchange.kind() == super::exchange::ExchangeKind::Default {
+                    self.cache.queue = self.scratch.queues.first().cloned();
+                }
+            }
+        }
         // CC and BCC headers name more routing keys (sender-selected distribution).
         let cc_bcc = headers.is_some_and(|h| h.contains_key("CC") || h.contains_key("BCC"));
         let msg = if cc_bcc {

@@ -105,6 +105,8 @@ pub struct Exchange {
     /// The EXCHANGE record of a durable, user-declared exchange.
     pub record: Option<RecordId>,
     bindings: RwLock<Bindings>,
+    /// Set once deleted, so channels holding it in a cache look it up again.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 /// Reusable scratch space for routing, so a publish allocates nothing.
@@ -130,7 +132,17 @@ impl Exchange {
             alternate,
             record,
             bindings: RwLock::new(Bindings::default()),
+            deleted: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    pub fn mark_deleted(&self) {
+        self.deleted
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn kind(&self) -> ExchangeKind {

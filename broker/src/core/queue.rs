@@ -150,6 +150,8 @@ pub struct Queue {
     wake: Arc<Notify>,
     /// Wakes publishers held back by flow control.
     flow: Notify,
+    /// Mirrors `deleted` without the lock, for channels' lookup caches.
+    gone: std::sync::atomic::AtomicBool,
     me: Weak<Queue>,
     state: Mutex<State>,
 }
@@ -178,6 +180,7 @@ impl Queue {
             epoch: Instant::now(),
             wake: Arc::new(Notify::new()),
             flow: Notify::new(),
+            gone: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
             state: Mutex::new(State {
                 ready,
@@ -197,6 +200,11 @@ impl Queue {
             queue.start_janitor(&mut queue.state.lock());
         }
         queue
+    }
+
+    /// Whether the queue was deleted (lock-free, possibly a moment late).
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether persistent messages routed here are written to the log.
@@ -787,6 +795,7 @@ impl Queue {
     pub fn mark_deleted(&self) -> (u32, Vec<Arc<Consumer>>) {
         let mut st = self.state.lock();
         st.deleted = true;
+        self.gone.store(true, std::sync::atomic::Ordering::Release);
         self.flow.notify_waiters();
         let all = st.drain_all();
         self.discard(&all);

@@ -189,6 +189,7 @@ impl VHost {
     }
 
     fn forget_exchange(&self, x: &Arc<Exchange>) {
+        x.mark_deleted();
         self.tombstone_all(x.binding_records());
         self.tombstone_all(x.record);
     }

@@ -103,6 +103,10 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
                 "broker shutdown",
             ));
         }
+        // Keep room for a full read: frames split off the front leave less.
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            buf.reserve(64 * 1024);
+        }
         let read = async {
             match read_timeout {
                 Some(t) => tokio::time::timeout(t, reader.read_buf(&mut buf))
