@@ -21,21 +21,11 @@ pub struct RawClient {
 }
 
 /// What the client tells the server in tune-ok.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct Tune {
     pub channel_max: Option<u16>,
     pub frame_max: Option<u32>,
     pub heartbeat: u16,
-}
-
-impl Default for Tune {
-    fn default() -> Self {
-        Tune {
-            channel_max: None,
-            frame_max: None,
-            heartbeat: 0,
-        }
-    }
 }
 
 pub fn client_properties(auth_failure_close: bool) -> FieldTable {
