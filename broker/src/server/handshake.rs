@@ -49,7 +49,6 @@ fn server_properties() -> FieldTable {
         "exchange_exchange_bindings",
         "basic.nack",
         "consumer_cancel_notify",
-        "connection.blocked",
         "consumer_priorities",
         "authentication_failure_close",
         "per_consumer_qos",
