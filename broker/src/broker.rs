@@ -110,6 +110,12 @@ impl Broker {
         Ok(local)
     }
 
+    /// Counters of the durable log since the broker started (fsyncs, bytes
+    /// written, live and on-disk bytes…); `None` for [`Broker::new`].
+    pub fn storage_stats(&self) -> Option<warren_persistence::StoreStats> {
+        self.shared.store.as_ref().map(|s| s.stats())
+    }
+
     /// Closes every connection with 320 CONNECTION_FORCED, stops the
     /// listeners (releasing their ports) and returns once all are gone.
     pub async fn shutdown(&self) {

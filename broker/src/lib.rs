@@ -56,4 +56,4 @@ pub use broker::Broker;
 pub use config::{BrokerConfig, LimitsConfig, UserConfig};
 pub use error::AmqpError;
 pub use store::StorageConfig;
-pub use warren_persistence::FsyncPolicy;
+pub use warren_persistence::{FsyncPolicy, StoreStats};

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use warren_persistence::{
     FileLog, FsyncPolicy, MemoryStore, NewRecord, RecordId, Store, StoreConfig, StoreError,
+    StoreStats,
 };
 
 use crate::core::link::ChannelLink;
@@ -224,12 +225,32 @@ impl Persistence {
         }
     }
 
+    /// The log's counters (appends, writes, fsyncs, disk and live bytes).
+    pub fn stats(&self) -> StoreStats {
+        self.log.stats()
+    }
+
     /// Makes everything appended durable and releases the data directory
-    /// (at shutdown).
+    /// (at shutdown), then logs the log's counters.
     pub fn close(&self) {
         if let Err(e) = self.log.flush() {
             tracing::error!(error = %e, "cannot flush the log");
         }
         self.log.close();
+        let s = self.log.stats();
+        tracing::info!(
+            appended = s.appended,
+            writes = s.writes,
+            fsyncs = s.fsyncs,
+            dir_syncs = s.dir_syncs,
+            bytes_written = s.bytes_written,
+            segments = s.segments,
+            disk_bytes = s.disk_bytes,
+            live_records = s.live_records,
+            live_bytes = s.live_bytes,
+            segments_deleted = s.segments_deleted,
+            segments_compacted = s.segments_compacted,
+            "storage closed"
+        );
     }
 }

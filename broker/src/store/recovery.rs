@@ -120,17 +120,22 @@ pub fn restore(
                 records::decode_entry(r.id, &r.payload)
                     .ok()
                     .and_then(|(qrec, brec)| {
-                        let queue = queues.get(&qrec.0)?;
                         let (msg, body) = bodies.get(&brec.0)?;
-                        let marker = markers.get(&r.id.0).copied();
-                        queue.restore(
-                            msg.clone(),
-                            Persisted {
-                                record: r.id,
-                                body: Some(body.clone()),
-                                marker,
-                            },
-                        );
+                        let persisted = Persisted {
+                            record: r.id,
+                            body: Some(body.clone()),
+                            marker: markers.get(&r.id.0).copied(),
+                        };
+                        let Some(queue) = queues.get(&qrec.0) else {
+                            // Its queue is gone (deleted while this copy
+                            // was unacked): drop this copy like an ack
+                            // would, so the body goes with its last copy.
+                            store.discard(&persisted);
+                            restored_messages.insert(r.id.0, ());
+                            out.dropped += 1;
+                            return Some(());
+                        };
+                        queue.restore(msg.clone(), persisted);
                         restored_messages.insert(r.id.0, ());
                         out.messages += 1;
                         Some(())
@@ -189,13 +194,85 @@ pub fn restore(
             store.forget(marker);
         }
     }
-    for (id, refs) in body_refs.iter().map(|(k, v)| (*k, *v)) {
-        if refs == 0 {
-            store.tombstone(RecordId(id));
-        }
-    }
     for (id, _) in bodies.iter().filter(|(id, _)| !body_refs.contains_key(id)) {
         store.tombstone(RecordId(*id));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use bytes::{Bytes, BytesMut};
+    use warren_persistence::NewRecord;
+    use warren_protocol::{BasicProperties, FieldTable};
+
+    use super::*;
+    use crate::store::StorageConfig;
+
+    fn open(dir: &std::path::Path) -> (Arc<Persistence>, Vec<Record>) {
+        let config = StorageConfig {
+            data_dir: Some(dir.to_path_buf()),
+            ..StorageConfig::default()
+        };
+        Persistence::open(&config).unwrap()
+    }
+
+    fn queue(name: &'static str) -> Bytes {
+        QueueRecord {
+            vhost: ShortStr::from_static("/"),
+            name: ShortStr::from_static(name),
+            auto_delete: false,
+            arguments: FieldTable::default(),
+        }
+        .encode()
+    }
+
+    /// A fan-out copy whose queue was deleted while it was unacked (so only
+    /// the queue's record was tombstoned before the crash) is dropped on
+    /// recovery, and the shared body goes once the last copy is acked.
+    #[test]
+    fn an_orphaned_fan_out_copy_does_not_pin_its_body() {
+        let dir = std::env::temp_dir().join(format!("warren-recovery-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = open(&dir);
+        let qa = store.append(records::QUEUE, queue("qa")).unwrap();
+        let qb = store.append(records::QUEUE, queue("qb")).unwrap();
+        let mut props = BytesMut::new();
+        BasicProperties::default().encode(&mut props);
+        let content = MessageContent {
+            exchange: ShortStr::from_static("amq.fanout"),
+            routing_key: ShortStr::from_static(""),
+            raw_properties: props.freeze(),
+            body: Bytes::from_static(b"shared"),
+        };
+        store
+            .append_batch(&[
+                NewRecord::new(records::BODY, content.encode_body()),
+                NewRecord::new(records::ENTRY, records::encode_entry(qa, 1)),
+                NewRecord::new(records::ENTRY, records::encode_entry(qb, 2)),
+            ])
+            .unwrap();
+        store.tombstone(qa);
+        store.close();
+        drop(store);
+
+        let (store, recovered) = open(&dir);
+        let vhosts: HashMap<String, Arc<VHost>> =
+            [("/".to_string(), VHost::new("/", Some(store.clone())))].into();
+        let found = restore(recovered, &store, &vhosts);
+        assert_eq!((found.queues, found.messages, found.dropped), (1, 1, 1));
+        let vhost = &vhosts["/"];
+        assert!(vhost.find_queue(&ShortStr::from_static("qa")).is_none());
+        let qb = vhost.find_queue(&ShortStr::from_static("qb")).unwrap();
+        assert_eq!(qb.purge(), 1);
+        // Only qb's own record is left: the body went with its last copy.
+        assert_eq!(store.stats().live_records, 1, "{:?}", store.stats());
+        store.close();
+        drop(store);
+        let (_, recovered) = open(&dir);
+        assert_eq!(recovered.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1,6 +1,9 @@
 //! Durable state across restarts of an in-process broker on one data directory.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod damage;
+mod space;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,98 +37,198 @@ fn persistent() -> BasicProperties {
 async fn durable_things_and_persistent_messages_survive_a_restart() {
     let dir = temp_dir("restart");
     let (broker, url) = start(&dir).await;
-    let conn = Connection::connect(&url, ConnectionProperties::default()).await.unwrap();
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
     let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     ch.exchange_declare(
         "orders".into(),
         ExchangeKind::Topic,
-        ExchangeDeclareOptions { durable: true, ..Default::default() },
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
         FieldTable::default(),
     )
     .await
     .unwrap();
-    ch.exchange_declare("scratch".into(), ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default())
+    ch.exchange_declare(
+        "scratch".into(),
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_declare("kept".into(), durable, FieldTable::default())
         .await
         .unwrap();
-    ch.queue_declare("kept".into(), durable, FieldTable::default()).await.unwrap();
-    ch.queue_declare("lost".into(), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
-    ch.queue_bind("kept".into(), "orders".into(), "order.*".into(), QueueBindOptions::default(), FieldTable::default())
-        .await
-        .unwrap();
+    ch.queue_declare(
+        "lost".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.queue_bind(
+        "kept".into(),
+        "orders".into(),
+        "order.*".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     for i in 0..10u8 {
         let c = ch
-            .basic_publish("orders".into(), "order.new".into(), BasicPublishOptions::default(), &[i], persistent())
+            .basic_publish(
+                "orders".into(),
+                "order.new".into(),
+                BasicPublishOptions::default(),
+                &[i],
+                persistent(),
+            )
             .await
             .unwrap();
         assert!(c.await.unwrap().is_ack());
     }
     // Transient messages and messages in non-durable queues do not survive.
-    ch.basic_publish("".into(), "kept".into(), BasicPublishOptions::default(), b"transient", BasicProperties::default())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    ch.basic_publish("".into(), "lost".into(), BasicPublishOptions::default(), b"p", persistent())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    ch.basic_publish(
+        "".into(),
+        "kept".into(),
+        BasicPublishOptions::default(),
+        b"transient",
+        BasicProperties::default(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    ch.basic_publish(
+        "".into(),
+        "lost".into(),
+        BasicPublishOptions::default(),
+        b"p",
+        persistent(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
     // Ack the first three; deliver the fourth without acking it.
     for expected in 0..4u8 {
-        let msg = ch.basic_get("kept".into(), BasicGetOptions::default()).await.unwrap().expect("a message");
+        let msg = ch
+            .basic_get("kept".into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+            .expect("a message");
         assert_eq!(msg.delivery.data, vec![expected]);
         if expected < 3 {
             msg.delivery.ack(BasicAckOptions::default()).await.unwrap();
         }
     }
     // A later confirmed publish makes the acks durable (the contract).
-    ch.basic_publish("".into(), "kept".into(), BasicPublishOptions::default(), &[10], persistent())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    ch.basic_publish(
+        "".into(),
+        "kept".into(),
+        BasicPublishOptions::default(),
+        &[10],
+        persistent(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
     drop(ch);
     let _ = conn.close(200, "bye".into()).await;
     broker.shutdown().await;
 
     let (broker, url) = start(&dir).await;
-    let conn = Connection::connect(&url, ConnectionProperties::default()).await.unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    let q = ch
-        .queue_declare("kept".into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+    let conn = Connection::connect(&url, ConnectionProperties::default())
         .await
         .unwrap();
-    assert_eq!(q.message_count(), 8, "7 unacked persistent messages plus the last one");
+    let ch = conn.create_channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            "kept".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        q.message_count(),
+        8,
+        "7 unacked persistent messages plus the last one"
+    );
     let err = ch
         .exchange_declare(
             "scratch".into(),
             ExchangeKind::Fanout,
-            ExchangeDeclareOptions { passive: true, ..Default::default() },
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await;
     assert!(err.is_err(), "non-durable exchange came back");
     let ch = conn.create_channel().await.unwrap();
     let err = ch
-        .queue_declare("lost".into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "lost".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await;
     assert!(err.is_err(), "non-durable queue came back");
     let ch = conn.create_channel().await.unwrap();
     // The binding came back: routing through the durable exchange still works.
-    ch.basic_publish("orders".into(), "order.late".into(), BasicPublishOptions::default(), &[11], persistent())
-        .await
-        .unwrap();
+    ch.basic_publish(
+        "orders".into(),
+        "order.late".into(),
+        BasicPublishOptions::default(),
+        &[11],
+        persistent(),
+    )
+    .await
+    .unwrap();
     let mut consumer = ch
-        .basic_consume("kept".into(), "c".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            "kept".into(),
+            "c".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let mut got = Vec::new();
     while got.len() < 9 {
-        let d = tokio::time::timeout(WAIT, consumer.next()).await.expect("delivery in time").unwrap().unwrap();
+        let d = tokio::time::timeout(WAIT, consumer.next())
+            .await
+            .expect("delivery in time")
+            .unwrap()
+            .unwrap();
         // Only the message that had been delivered before is marked redelivered.
-        assert_eq!(d.redelivered, d.data == vec![3], "redelivered flag of {:?}", d.data);
+        assert_eq!(
+            d.redelivered,
+            d.data == vec![3],
+            "redelivered flag of {:?}",
+            d.data
+        );
         got.push(d.data[0]);
         d.ack(BasicAckOptions::default()).await.unwrap();
     }
