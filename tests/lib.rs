@@ -6,6 +6,7 @@
 //! we check that a test asserts what RabbitMQ really does.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod features;
 pub mod raw;
 pub mod scenario;
 
