@@ -488,8 +488,9 @@ impl Channel {
                 Some(p) => p,
                 None => {
                     return Err(AmqpError::precondition(format!(
-                        "invalid arg 'x-priority' for {}: expected an integer",
-                        queue.describe()
+                        "invalid arg 'x-priority' for {}: \"expected integer, got {}\"",
+                        queue.describe(),
+                        super::queue_args::type_name(&v)
                     )))
                 }
             },
@@ -667,12 +668,19 @@ impl Channel {
         let mut properties = header.properties;
         let mut raw_properties = header.raw_properties;
         if let Some(exp) = &properties.expiration {
-            if exp.as_str().and_then(|s| s.parse::<u64>().ok()).is_none() {
-                return Err(AmqpError::precondition(format!(
-                    "invalid expiration {}: {{error,{{not_an_integer,\"{}\"}}}}",
-                    q(exp),
-                    exp
-                )));
+            check_expiration(exp)?;
+        }
+        if let Some(headers) = &properties.headers {
+            for name in ["CC", "BCC"] {
+                match headers.get(name) {
+                    None | Some(FieldValue::Array(_)) => {}
+                    Some(other) => {
+                        return Err(AmqpError::precondition(format!(
+                            "invalid message: {{unacceptable_type_in_header,\"{name}\",{}}}",
+                            super::queue_args::type_name(&other)
+                        )))
+                    }
+                }
             }
         }
         if properties
@@ -1005,4 +1013,29 @@ pub(crate) fn persist_and_push(
         out.note(q.push(msg.clone(), None));
     }
     Ok(out)
+}
+
+/// The `expiration` property must be a non-negative integer of milliseconds;
+/// the texts are RabbitMQ's.
+fn check_expiration(exp: &ShortStr) -> Result<(), AmqpError> {
+    let text = exp.as_str().unwrap_or_default();
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    let detail = if end == 0 {
+        "no_integer".to_string()
+    } else if end < digits.len() {
+        format!("{{leftover_string,\"{}\"}}", &digits[end..])
+    } else if text.starts_with('-') {
+        format!("{{value_negative,{text}}}")
+    } else if text.parse::<u64>().is_err() {
+        format!("{{value_too_large,{text}}}")
+    } else {
+        return Ok(());
+    };
+    Err(AmqpError::precondition(format!(
+        "invalid expiration {}: {detail}",
+        q(exp)
+    )))
 }

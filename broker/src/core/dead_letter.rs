@@ -72,14 +72,23 @@ pub fn is_cycle(msg: &Message, queue: &ShortStr) -> bool {
     seen_queue
 }
 
-/// The message as it leaves `queue` for `reason`: `x-death` updated (the
+/// The message as it leaves `queue` for `reason`, to be published to the
+/// dead-letter exchange `dlx` with `routing_key`: `x-death` updated (the
 /// entry for this queue and reason counted up and moved first, or a new one
-/// in front), `x-first-death-*` set once, `expiration` removed.
-pub fn dead_lettered(msg: &Message, reason: Reason, queue: &ShortStr) -> Arc<Message> {
+/// in front), `x-first-death-*` set once, `expiration` and the quorum
+/// `x-delivery-count` removed.
+pub fn dead_lettered(
+    msg: &Message,
+    reason: Reason,
+    queue: &ShortStr,
+    dlx: &ShortStr,
+    routing_key: &ShortStr,
+) -> Arc<Message> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut headers = msg.properties.headers.clone().unwrap_or_default();
+    headers.remove("x-delivery-count");
     let mut deaths: Vec<FieldValue> = match headers.get("x-death") {
         Some(FieldValue::Array(a)) => a.iter().collect(),
         _ => Vec::new(),
@@ -137,8 +146,8 @@ pub fn dead_lettered(msg: &Message, reason: Reason, queue: &ShortStr) -> Arc<Mes
     properties.expiration = None;
     properties.headers = Some(headers);
     Arc::new(Message {
-        exchange: msg.exchange.clone(),
-        routing_key: msg.routing_key.clone(),
+        exchange: dlx.clone(),
+        routing_key: routing_key.clone(),
         properties,
         raw_properties: Bytes::new(),
         body: msg.body.clone(),

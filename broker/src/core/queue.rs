@@ -338,6 +338,8 @@ impl Queue {
             }
             return PushOutcome::Gone;
         }
+        // FIFO: the deduplication id, remembered once the message is accepted.
+        let mut dedup = None;
         if st.fifo.is_some() {
             if let Some(id) = fifo::dedup_id(&msg, self.args.content_based_dedup) {
                 let now = unix_ms();
@@ -354,14 +356,7 @@ impl Queue {
                     }
                     return PushOutcome::Queued;
                 }
-                let expires = now.saturating_add(self.args.dedup_window.as_millis() as u64);
-                let record = match (store, self.record) {
-                    (Some(s), Some(q)) => s
-                        .append(records::DEDUP, records::encode_dedup(q, id, expires))
-                        .ok(),
-                    _ => None,
-                };
-                st.dedup.remember(id, expires, record);
+                dedup = Some((id, now));
             }
         }
         let size = msg.body.len() as u64;
@@ -387,10 +382,13 @@ impl Queue {
                     }
                     if self.over_limit(st, 1, size) {
                         // A message larger than the byte limit by itself.
+                        self.remember_dedup(st, dedup);
                         st.dead.push((entry, Reason::MaxLen));
                         return PushOutcome::Queued;
                     }
                 }
+                // Refused: the publisher is nacked and may retry, so the id
+                // is not remembered.
                 Overflow::RejectPublish => {
                     self.discard([&entry]);
                     return PushOutcome::Rejected;
@@ -401,6 +399,7 @@ impl Queue {
                 }
             }
         }
+        self.remember_dedup(st, dedup);
         if expires_at.is_some() {
             if !st.janitor {
                 self.start_janitor(st);
@@ -413,7 +412,28 @@ impl Queue {
         if !st.consumers.is_empty() {
             self.dispatch_locked(st);
         }
+        // A TTL of 0 means "now or never": what no consumer took at once expires.
+        if let Some(t) = expires_at.filter(|t| *t <= self.now_ms()) {
+            let mut expired = Vec::new();
+            st.take_expired(t + 1, &mut expired);
+            st.dead
+                .extend(expired.into_iter().map(|e| (e, Reason::Expired)));
+        }
         PushOutcome::Queued
+    }
+
+    /// FIFO: remembers the deduplication id (accepted at `now`) of a
+    /// message the queue accepted, in the log too for a durable queue.
+    fn remember_dedup(&self, st: &mut State, dedup: Option<(u128, u64)>) {
+        let Some((id, now)) = dedup else { return };
+        let expires = now.saturating_add(self.args.dedup_window.as_millis() as u64);
+        let record = match (&self.store, self.record) {
+            (Some(s), Some(q)) => s
+                .append(records::DEDUP, records::encode_dedup(q, id, expires))
+                .ok(),
+            _ => None,
+        };
+        st.dedup.remember(id, expires, record);
     }
 
     /// Whether adding `count` messages of `bytes` would break a length limit.
@@ -576,6 +596,15 @@ impl Queue {
                     continue;
                 }
                 self.hand_over(&mut entry, no_ack);
+                if self.args.kind == QueueKind::Quorum && entry.returns == 0 {
+                    // RabbitMQ's quorum queues count from 0 on basic.get
+                    // (consumers see the header only on redeliveries).
+                    entry.msg = dead_letter::with_header(
+                        &entry.msg,
+                        "x-delivery-count",
+                        FieldValue::I64(0),
+                    );
+                }
                 let remaining = u32::try_from(st.len()).unwrap_or(u32::MAX);
                 channel.get_ok(&me, entry, no_ack, remaining);
                 found = true;
@@ -616,6 +645,11 @@ impl Queue {
             if st.fifo.is_some() {
                 self.requeue_fifo(&mut st, entries.into_iter().collect());
                 self.dispatch_locked(&mut st);
+                // Dispatch may have found expired messages: dead-letter
+                // them now, without the lock.
+                let dead = std::mem::take(&mut st.dead);
+                drop(st);
+                self.dead_letter(dead);
                 return;
             }
             for mut e in entries {
@@ -747,7 +781,8 @@ impl Queue {
         let seq = st.next_seq;
         st.next_seq += 1;
         let redelivered = persisted.marker.is_some();
-        st.ready.push_back(Entry {
+        // (A FIFO queue files it under its group.)
+        st.push_ready(Entry {
             msg,
             seq,
             redelivered,
@@ -827,8 +862,16 @@ impl Queue {
         };
         let mut scratch = RouteScratch::default();
         for (entry, reason) in dead {
-            let msg = dead_letter::dead_lettered(&entry.msg, reason, &self.name);
-            let mut routed_any = false;
+            let key = self
+                .args
+                .dead_letter_routing_key
+                .clone()
+                .unwrap_or_else(|| entry.msg.routing_key.clone());
+            let msg =
+                dead_letter::dead_lettered(&entry.msg, reason, &self.name, &exchange.name, &key);
+            // Every key the message was published with (or the queue's
+            // dead-letter key), each matching queue once.
+            scratch.queues.clear();
             for key in self.dead_letter_keys(&entry.msg) {
                 vhost.route(
                     &exchange,
@@ -836,30 +879,25 @@ impl Queue {
                     msg.properties.headers.as_ref(),
                     &mut scratch,
                 );
-                scratch
-                    .queues
-                    .retain(|q| !dead_letter::is_cycle(&msg, &q.name));
-                if !scratch.queues.is_empty() {
-                    routed_any = true;
-                    let queues = std::mem::take(&mut scratch.queues);
-                    match (&vhost.store, msg.is_persistent()) {
-                        (Some(store), true) => {
-                            if let Err(e) = super::channel::persist_and_push(store, &msg, &queues) {
-                                tracing::warn!(error = %e, "dead-lettering failed");
-                            }
-                        }
-                        _ => {
-                            for q in &queues {
-                                q.push(msg.clone(), None);
-                            }
+            }
+            scratch
+                .queues
+                .retain(|q| !dead_letter::is_cycle(&msg, &q.name));
+            if scratch.queues.is_empty() {
+                tracing::debug!(queue = %self.name, "dead letter routed nowhere; dropped");
+            } else {
+                match (&vhost.store, msg.is_persistent()) {
+                    (Some(store), true) => {
+                        if let Err(e) =
+                            super::channel::persist_and_push(store, &msg, &scratch.queues)
+                        {
+                            tracing::warn!(error = %e, "dead-lettering failed");
                         }
                     }
-                    scratch.queues = queues;
-                    scratch.queues.clear();
+                    _ => {
+                        super::channel::push_all(&msg, &scratch.queues);
+                    }
                 }
-            }
-            if !routed_any {
-                tracing::debug!(queue = %self.name, "dead letter routed nowhere; dropped");
             }
             self.discard([&entry]);
         }

@@ -64,7 +64,7 @@ impl Default for QueueArgs {
 }
 
 /// RabbitMQ's name for a field type, as its error texts print it.
-fn type_name(v: &FieldValue) -> &'static str {
+pub fn type_name(v: &FieldValue) -> &'static str {
     match v {
         FieldValue::Bool(_) => "bool",
         FieldValue::I8(_) | FieldValue::I16(_) | FieldValue::I32(_) | FieldValue::I64(_) => {
@@ -93,7 +93,7 @@ impl Check<'_> {
 
     fn int(&self, arg: &str, v: &FieldValue) -> Result<i64, AmqpError> {
         v.as_i64()
-            .ok_or_else(|| self.fail(arg, format!("{{unacceptable_type,{}}}", type_name(v))))
+            .ok_or_else(|| self.fail(arg, format!("\"expected integer, got {}\"", type_name(v))))
     }
 
     fn non_negative(&self, arg: &str, v: &FieldValue) -> Result<u64, AmqpError> {
@@ -102,18 +102,22 @@ impl Check<'_> {
     }
 
     fn positive(&self, arg: &str, v: &FieldValue) -> Result<u64, AmqpError> {
-        let n = self.int(arg, v)?;
-        match u64::try_from(n) {
-            Ok(p) if p > 0 => Ok(p),
-            _ => Err(self.fail(arg, format!("{{value_zero_or_less,{n}}}"))),
+        match self.non_negative(arg, v)? {
+            0 => Err(self.fail(arg, "{value_zero,0}".into())),
+            n => Ok(n),
         }
     }
 
-    fn string(&self, arg: &str, v: &FieldValue) -> Result<ShortStr, AmqpError> {
-        match v.as_str() {
-            Some(s) => ShortStr::try_from(s).map_err(|_| self.fail(arg, "{value_too_long}".into())),
-            None => Err(self.fail(arg, format!("{{unacceptable_type,{}}}", type_name(v)))),
-        }
+    fn type_error(&self, arg: &str, v: &FieldValue) -> AmqpError {
+        self.fail(arg, format!("{{unacceptable_type,{}}}", type_name(v)))
+    }
+
+    /// A queue argument that this queue type does not take.
+    fn wrong_type(&self, arg: &str, kind: &str) -> AmqpError {
+        AmqpError::precondition(format!(
+            "invalid arg '{arg}' for {} of queue type {kind}",
+            self.what
+        ))
     }
 }
 
@@ -123,6 +127,27 @@ pub struct DeclareFlags {
     pub exclusive: bool,
     pub auto_delete: bool,
 }
+
+/// Queue arguments compared on redeclare, as RabbitMQ does; others (and
+/// unknown ones) may differ.
+pub const EQUIVALENCE_CHECKED: &[&str] = &[
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-expires",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-message-ttl",
+    "x-overflow",
+    "x-queue-type",
+    "x-single-active-consumer",
+    "x-delivery-limit",
+    "x-deduplication-window",
+    "x-content-based-deduplication",
+];
+
+/// The largest TTL RabbitMQ accepts (2^32 - 1 ms).
+const MAX_TTL: u64 = u32::MAX as u64;
 
 impl QueueArgs {
     /// Parses and validates. `what` names the queue for error texts
@@ -134,41 +159,59 @@ impl QueueArgs {
     ) -> Result<QueueArgs, AmqpError> {
         let c = Check { what };
         let mut out = QueueArgs::default();
+        let mut stream = false;
         if let Some(v) = args.get("x-queue-type") {
             out.kind = match v.as_str() {
                 Some("classic" | "standard") => QueueKind::Standard,
                 Some("quorum") => QueueKind::Quorum,
                 Some("fifo") => QueueKind::Fifo,
                 Some("stream") => {
-                    return Err(AmqpError::precondition(format!(
-                        "invalid arg 'x-queue-type' for {what}: stream queues are not supported by Warren"
-                    )))
+                    stream = true;
+                    QueueKind::Standard
                 }
                 Some(other) => {
-                    return Err(c.fail("x-queue-type", format!("{{unsupported_queue_type,<<\"{other}\">>}}")))
+                    return Err(c.fail(
+                        "x-queue-type",
+                        format!("\"unsupported queue type '{other}'\""),
+                    ))
                 }
-                None => return Err(c.fail("x-queue-type", format!("{{unacceptable_type,{}}}", type_name(&v)))),
+                None => return Err(c.type_error("x-queue-type", &v)),
             };
         }
-        if out.kind == QueueKind::Quorum && (!flags.durable || flags.exclusive || flags.auto_delete)
-        {
-            let (arg, value) = if !flags.durable {
-                ("durable", "false")
+        if out.kind == QueueKind::Quorum || stream {
+            let bad = if !flags.durable {
+                Some("non-durable")
             } else if flags.exclusive {
-                ("exclusive", "true")
+                Some("exclusive-owner")
+            } else if flags.auto_delete {
+                Some("auto-delete")
             } else {
-                ("auto_delete", "true")
+                None
             };
+            if let Some(property) = bad {
+                return Err(AmqpError::precondition(format!(
+                    "invalid property '{property}' for {what}"
+                )));
+            }
+        }
+        if stream {
             return Err(AmqpError::precondition(format!(
-                "invalid property '{arg}' for {what}: quorum queues cannot be {}",
-                if value == "false" { "non-durable" } else { arg }
+                "invalid arg 'x-queue-type' for {what}: stream queues are not supported by Warren"
             )));
         }
         if let Some(v) = args.get("x-message-ttl") {
-            out.message_ttl = Some(Duration::from_millis(c.non_negative("x-message-ttl", &v)?));
+            let ms = c.non_negative("x-message-ttl", &v)?;
+            if ms > MAX_TTL {
+                return Err(c.fail("x-message-ttl", format!("{{value_too_large,{ms}}}")));
+            }
+            out.message_ttl = Some(Duration::from_millis(ms));
         }
         if let Some(v) = args.get("x-expires") {
-            out.expires = Some(Duration::from_millis(c.positive("x-expires", &v)?));
+            let ms = c.positive("x-expires", &v)?;
+            if ms > MAX_TTL {
+                return Err(c.fail("x-expires", format!("{{value_too_large,{ms}}}")));
+            }
+            out.expires = Some(Duration::from_millis(ms));
         }
         if let Some(v) = args.get("x-max-length") {
             out.max_length = Some(c.non_negative("x-max-length", &v)?);
@@ -181,52 +224,60 @@ impl QueueArgs {
                 Some("drop-head") => Overflow::DropHead,
                 Some("reject-publish") => Overflow::RejectPublish,
                 Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
-                Some(other) => {
-                    return Err(c.fail(
-                        "x-overflow",
-                        format!("{{unacceptable_value,<<\"{other}\">>}}"),
-                    ))
-                }
-                None => {
-                    return Err(c.fail(
-                        "x-overflow",
-                        format!("{{unacceptable_type,{}}}", type_name(&v)),
-                    ))
-                }
+                Some(_) => return Err(c.fail("x-overflow", "invalid_overflow".into())),
+                None => return Err(c.type_error("x-overflow", &v)),
             };
         }
         if let Some(v) = args.get("x-dead-letter-exchange") {
-            out.dead_letter_exchange = Some(c.string("x-dead-letter-exchange", &v)?);
+            let name = v
+                .as_str()
+                .and_then(|s| ShortStr::try_from(s).ok())
+                .ok_or_else(|| {
+                    AmqpError::precondition(format!(
+                        "invalid type '{}' for arg 'x-dead-letter-exchange' in {what}",
+                        type_name(&v)
+                    ))
+                })?;
+            out.dead_letter_exchange = Some(name);
         }
         if let Some(v) = args.get("x-dead-letter-routing-key") {
-            out.dead_letter_routing_key = Some(c.string("x-dead-letter-routing-key", &v)?);
+            let key = v
+                .as_str()
+                .and_then(|s| ShortStr::try_from(s).ok())
+                .ok_or_else(|| c.type_error("x-dead-letter-routing-key", &v))?;
             if out.dead_letter_exchange.is_none() {
-                return Err(AmqpError::precondition(format!(
-                    "invalid arg 'x-dead-letter-routing-key' for {what}: Key x-dead-letter-routing-key should be specified together with x-dead-letter-exchange"
-                )));
+                return Err(c.fail(
+                    "x-dead-letter-routing-key",
+                    "routing_key_but_no_dlx_defined".into(),
+                ));
             }
+            out.dead_letter_routing_key = Some(key);
         }
         if let Some(v) = args.get("x-max-priority") {
-            if out.kind == QueueKind::Fifo {
-                return Err(AmqpError::precondition(format!(
-                    "invalid arg 'x-max-priority' for {what}: FIFO queues keep publish order and cannot have priorities"
-                )));
+            match out.kind {
+                QueueKind::Fifo => {
+                    return Err(AmqpError::precondition(format!(
+                        "invalid arg 'x-max-priority' for {what}: FIFO queues keep publish order and cannot have priorities"
+                    )))
+                }
+                QueueKind::Quorum => return Err(c.wrong_type("x-max-priority", "rabbit_quorum_queue")),
+                QueueKind::Standard => {}
             }
-            let n = c.positive("x-max-priority", &v)?;
-            out.max_priority =
-                Some(u8::try_from(n).map_err(|_| {
-                    c.fail("x-max-priority", format!("{{value_too_large,{n},255}}"))
-                })?);
+            let n = c.non_negative("x-max-priority", &v)?;
+            let p = u8::try_from(n)
+                .map_err(|_| c.fail("x-max-priority", format!("{{max_value_exceeded,{n}}}")))?;
+            // A maximum of 0 is accepted and means no priorities.
+            out.max_priority = (p > 0).then_some(p);
         }
         if let Some(v) = args.get("x-single-active-consumer") {
-            out.single_active_consumer = v.as_bool().ok_or_else(|| {
-                c.fail(
-                    "x-single-active-consumer",
-                    format!("{{unacceptable_type,{}}}", type_name(&v)),
-                )
-            })?;
+            out.single_active_consumer = v
+                .as_bool()
+                .ok_or_else(|| c.type_error("x-single-active-consumer", &v))?;
         }
         if let Some(v) = args.get("x-delivery-limit") {
+            if out.kind == QueueKind::Standard {
+                return Err(c.wrong_type("x-delivery-limit", "rabbit_classic_queue"));
+            }
             out.delivery_limit = Some(c.non_negative("x-delivery-limit", &v)?);
         }
         if out.kind == QueueKind::Fifo {
@@ -239,15 +290,11 @@ impl QueueArgs {
                 out.dedup_window = Duration::from_millis(ms.unsigned_abs());
             }
             if let Some(v) = args.get("x-content-based-deduplication") {
-                out.content_based_dedup = v.as_bool().ok_or_else(|| {
-                    c.fail(
-                        "x-content-based-deduplication",
-                        format!("{{unacceptable_type,{}}}", type_name(&v)),
-                    )
-                })?;
+                out.content_based_dedup = v
+                    .as_bool()
+                    .ok_or_else(|| c.type_error("x-content-based-deduplication", &v))?;
             }
-        }
-        if out.kind != QueueKind::Fifo {
+        } else {
             for arg in ["x-deduplication-window", "x-content-based-deduplication"] {
                 if args.contains_key(arg) {
                     return Err(AmqpError::precondition(format!(
@@ -302,6 +349,7 @@ mod tests {
             vec![("x-message-ttl", FieldValue::LongStr("1".into()))],
             vec![("x-expires", FieldValue::I32(0))],
             vec![("x-max-priority", FieldValue::I32(256))],
+            vec![("x-max-priority", FieldValue::I32(-1))],
             vec![("x-overflow", FieldValue::LongStr("bogus".into()))],
             vec![("x-queue-type", FieldValue::LongStr("stream".into()))],
             vec![("x-dead-letter-routing-key", FieldValue::LongStr("k".into()))],

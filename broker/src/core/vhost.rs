@@ -9,7 +9,7 @@ use warren_protocol::{FieldTable, FieldValue, ShortStr};
 use super::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions, RouteScratch};
 use super::link::ConnectionId;
 use super::queue::{Queue, QueueOptions};
-use super::queue_args::{DeclareFlags, QueueArgs};
+use super::queue_args::{DeclareFlags, QueueArgs, EQUIVALENCE_CHECKED};
 use crate::error::{q, AmqpError};
 use crate::store::records::{self, BindingRecord, ExchangeRecord, QueueRecord};
 use crate::store::Persistence;
@@ -291,7 +291,7 @@ impl VHost {
                 )));
             }
         }
-        check_equivalent_args(&d, &cur.arguments, &opts.arguments)
+        check_equivalent_args(&d, &cur.arguments, &opts.arguments, &["alternate-exchange"])
     }
 
     /// exchange.delete.
@@ -396,7 +396,7 @@ impl VHost {
                 )));
             }
         }
-        check_equivalent_args(&d, &cur.arguments, &opts.arguments)
+        check_equivalent_args(&d, &cur.arguments, &opts.arguments, EQUIVALENCE_CHECKED)
     }
 
     /// Removes a queue: its bindings go, its consumers are returned so the
@@ -496,40 +496,76 @@ pub fn cancel_from_server(c: &Arc<super::link::Consumer>) {
     }
 }
 
-/// Compares declare arguments as RabbitMQ does: every argument must match.
+/// Compares the declare arguments in `keys` as RabbitMQ does: integers by
+/// value whatever their width, anything else exactly; other arguments may
+/// differ between declares.
 fn check_equivalent_args(
     what: &str,
     current: &FieldTable,
     received: &FieldTable,
+    keys: &[&str],
 ) -> Result<(), AmqpError> {
-    let cur = current.to_btree();
-    let rec = received.to_btree();
-    for key in cur.keys().chain(rec.keys()) {
-        let (a, b) = (rec.get(key), cur.get(key));
-        if a != b {
-            return Err(AmqpError::precondition(format!(
-                "inequivalent arg {} for {what}: received {} but current is {}",
-                q(key),
-                describe_value(a),
-                describe_value(b)
-            )));
+    for key in keys {
+        let (rec, cur) = (received.get(key), current.get(key));
+        let same = match (&rec, &cur) {
+            (None, None) => true,
+            (Some(a), Some(b)) => match (a.as_i64(), b.as_i64()) {
+                (Some(x), Some(y)) => x == y,
+                _ => a == b,
+            },
+            _ => false,
+        };
+        if same {
+            continue;
         }
+        let detail = match (&rec, &cur) {
+            (Some(a), Some(b)) if value_class(a) == value_class(b) => {
+                format!(
+                    "received '{}' but current is '{}'",
+                    plain_value(a),
+                    plain_value(b)
+                )
+            }
+            _ => format!(
+                "received {} but current is {}",
+                describe_value(rec.as_ref()),
+                describe_value(cur.as_ref())
+            ),
+        };
+        return Err(AmqpError::precondition(format!(
+            "inequivalent arg '{key}' for {what}: {detail}"
+        )));
     }
     Ok(())
+}
+
+fn value_class(v: &FieldValue) -> &'static str {
+    match v {
+        FieldValue::LongStr(_) => "longstr",
+        FieldValue::Bool(_) => "bool",
+        v if v.as_i64().is_some() => "signedint",
+        _ => "other",
+    }
+}
+
+fn plain_value(v: &FieldValue) -> String {
+    match v {
+        FieldValue::LongStr(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        FieldValue::Bool(b) => bool_text(*b).to_string(),
+        v => v
+            .as_i64()
+            .map_or_else(|| format!("{v:?}"), |n| n.to_string()),
+    }
 }
 
 fn describe_value(v: Option<&FieldValue>) -> String {
     match v {
         None => "none".to_string(),
-        Some(FieldValue::LongStr(s)) => format!(
-            "the value '{}' of type 'longstr'",
-            String::from_utf8_lossy(s.as_bytes())
+        Some(v) => format!(
+            "the value '{}' of type '{}'",
+            plain_value(v),
+            value_class(v)
         ),
-        Some(FieldValue::Bool(b)) => format!("the value '{}' of type 'bool'", bool_text(*b)),
-        Some(v) => match v.as_i64() {
-            Some(n) => format!("the value '{n}' of type 'signedint'"),
-            None => format!("the value {v:?}"),
-        },
     }
 }
 
