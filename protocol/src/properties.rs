@@ -68,6 +68,7 @@ impl BasicProperties {
     /// Continuation flag words are accepted and their bits ignored: 0-9-1
     /// defines no property past the 14th. Bit 1 (undefined) is ignored, as
     /// RabbitMQ does.
+    #[inline(always)]
     pub fn decode(raw: &Bytes) -> Result<BasicProperties, DecodeError> {
         let mut r = Reader::new(raw);
         let flags = r.run(be_u16)?;

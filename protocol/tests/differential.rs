@@ -16,7 +16,7 @@
 //!   RabbitMQ's 0-9-1 does not, and we answer it as an unknown method.
 //! - Shortstrs are UTF-8 here because amq-protocol's `ShortString` is a
 //!   `String`; RabbitMQ and we accept any octets.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! Replays the fuzz corpus (and every crash input the fuzzer ever found)
 //! through the same checks as the fuzz target, so `cargo test` keeps them
 //! fixed. `protocol/fuzz/README.md` says how the corpus was made.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use warren_protocol::*;
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
     fn methods_round_trip(method in common::method(false), channel in any::<u16>()) {
