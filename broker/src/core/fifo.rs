@@ -231,14 +231,17 @@ impl Fifo {
         }
     }
 
+    /// Takes every ready message (purge, delete). Groups whose owner still
+    /// holds unacked messages stay owned: purge leaves unacked messages
+    /// alone, so their group must not go to anyone else meanwhile.
     pub fn drain_all(&mut self) -> Vec<Entry> {
-        let mut all: Vec<Entry> = self
-            .groups
-            .values_mut()
-            .flat_map(|g| g.msgs.drain(..))
-            .collect();
+        let mut all: Vec<Entry> = Vec::with_capacity(self.len);
+        for g in self.groups.values_mut() {
+            all.extend(g.msgs.drain(..));
+            g.indexed = None;
+        }
         all.sort_by_key(|e| e.seq);
-        self.groups.clear();
+        self.groups.retain(|_, g| g.owner.is_some());
         self.free.clear();
         self.owned.clear();
         self.len = 0;
@@ -359,20 +362,146 @@ mod tests {
         ShortStr::try_from(s).unwrap_or_default()
     }
 
+    /// An owner for tests: a channel fetching with basic.get.
+    fn owner(id: u16) -> Owner {
+        use super::super::link::{ConnectionId, ConnectionLink};
+        use super::super::outbox::Outbox;
+        let conn = Arc::new(ConnectionLink {
+            id: ConnectionId(u64::from(id)),
+            outbox: Outbox::new(1 << 20),
+            consumer_cancel_notify: std::sync::atomic::AtomicBool::new(false),
+        });
+        Owner::Get(Arc::new(ChannelLink::new(id, conn)))
+    }
+
+    fn expiring(seq: u64, group: &str, at: u64) -> Entry {
+        Entry {
+            expires_at: Some(at),
+            ..entry(seq, group)
+        }
+    }
+
+    fn seqs(entries: &[Entry]) -> Vec<u64> {
+        entries.iter().map(|e| e.seq).collect()
+    }
+
     #[test]
-    fn free_groups_go_oldest_first_and_owned_groups_stay_with_their_owner() {
+    fn free_groups_go_oldest_head_first_and_owned_groups_to_their_owner_only() {
         let mut f = Fifo::default();
         f.push(entry(0, "a"));
         f.push(entry(1, "b"));
         f.push(entry(2, "a"));
-        // Owner 8 takes group a (oldest head); owner 16 then gets b, not a.
-        assert_eq!(f.next_group_for(8), Some(name("a")));
-        let owner_key = 8;
-        let g = f.next_group_for(owner_key).unwrap_or_default();
-        // Simulate ownership by key through settle/put_back bookkeeping.
-        assert!(f.take(&g, None).is_some_and(|e| e.seq == 0));
-        assert_eq!(f.next_group_for(16), Some(name("b")));
-        assert_eq!(f.len(), 2);
+        let (x, y, z) = (owner(1), owner(2), owner(3));
+        // x asks first: the free group with the oldest head, a.
+        assert_eq!(f.next_group_for(x.key()), Some(name("a")));
+        assert_eq!(f.take(&name("a"), Some(x.clone())).map(|e| e.seq), Some(0));
+        // a is x's now: y gets b, and x keeps getting a.
+        assert_eq!(f.next_group_for(y.key()), Some(name("b")));
+        assert_eq!(f.take(&name("b"), Some(y.clone())).map(|e| e.seq), Some(1));
+        assert_eq!(f.next_group_for(z.key()), None, "every group is owned");
+        assert_eq!(f.next_group_for(x.key()), Some(name("a")));
+        assert_eq!(f.take(&name("a"), Some(x.clone())).map(|e| e.seq), Some(2));
+        assert_eq!(f.len(), 0);
+        // New messages of an owned group wait for its owner.
+        f.push(entry(3, "a"));
+        assert_eq!(f.next_group_for(z.key()), None);
+        assert_eq!(f.next_group_for(x.key()), Some(name("a")));
+        // x holds two messages of a: one ack is not enough to free it.
+        f.settle(&name("a"), 1);
+        assert_eq!(f.next_group_for(z.key()), None);
+        f.settle(&name("a"), 1);
+        assert_eq!(f.next_group_for(z.key()), Some(name("a")));
+        assert!(f.owner_of(&name("a")).is_none());
+        assert!(f.owner_of(&name("b")).is_some_and(|o| o.key() == y.key()));
+    }
+
+    #[test]
+    fn a_delivery_without_ack_owns_nothing() {
+        let mut f = Fifo::default();
+        f.push(entry(0, "a"));
+        f.push(entry(1, "a"));
+        assert!(f.take(&name("a"), None).is_some());
+        assert!(f.owner_of(&name("a")).is_none());
+        assert_eq!(f.next_group_for(owner(9).key()), Some(name("a")));
+    }
+
+    #[test]
+    fn put_back_releases_the_group_with_its_messages_first() {
+        let mut f = Fifo::default();
+        for i in 0..4 {
+            f.push(entry(i, "g"));
+        }
+        f.push(entry(4, "h"));
+        let (x, y) = (owner(1), owner(2));
+        let taken: Vec<Entry> = (0..3)
+            .filter_map(|_| f.take(&name("g"), Some(x.clone())))
+            .collect();
+        assert_eq!(seqs(&taken), [0, 1, 2]);
+        // Returned in any order: back at the head in publish order, free.
+        let mut back = taken;
+        back.reverse();
+        f.put_back(&name("g"), back);
+        assert!(f.owner_of(&name("g")).is_none());
+        assert_eq!(
+            f.next_group_for(y.key()),
+            Some(name("g")),
+            "g's head (0) is older than h's"
+        );
+        assert_eq!(f.take(&name("g"), Some(y)).map(|e| e.seq), Some(0));
+        assert_eq!(f.len(), 4);
+    }
+
+    #[test]
+    fn purge_keeps_the_ownership_of_groups_with_unacked_messages() {
+        let mut f = Fifo::default();
+        f.push(entry(0, "a"));
+        f.push(entry(1, "a"));
+        f.push(entry(2, "b"));
+        let (x, y) = (owner(1), owner(2));
+        assert!(f.take(&name("a"), Some(x.clone())).is_some());
+        assert_eq!(seqs(&f.drain_all()), [1, 2]);
+        assert_eq!((f.len(), f.bytes()), (0, 0));
+        // x still holds a message of a: a new one waits for x.
+        f.push(entry(3, "a"));
+        f.push(entry(4, "b"));
+        assert_eq!(f.next_group_for(y.key()), Some(name("b")));
+        assert!(f.take(&name("b"), Some(y.clone())).is_some());
+        assert_eq!(f.next_group_for(y.key()), None);
+        assert_eq!(f.next_group_for(x.key()), Some(name("a")));
+        f.settle(&name("a"), 1);
+        f.settle(&name("b"), 1);
+        assert_eq!(f.next_group_for(y.key()), Some(name("a")));
+        // Empty free groups are forgotten.
+        assert_eq!(seqs(&f.drain_all()), [3]);
+        assert!(f.groups.is_empty());
+    }
+
+    #[test]
+    fn drop_head_takes_the_oldest_message_of_all_groups() {
+        let mut f = Fifo::default();
+        f.push(entry(0, "a"));
+        f.push(entry(1, "b"));
+        f.push(entry(2, "a"));
+        let order: Vec<u64> = std::iter::from_fn(|| f.pop_oldest().map(|e| e.seq)).collect();
+        assert_eq!(order, [0, 1, 2]);
+        assert!(f.groups.is_empty() && f.free.is_empty());
+    }
+
+    #[test]
+    fn only_group_heads_expire() {
+        let mut f = Fifo::default();
+        f.push(expiring(0, "a", 10));
+        f.push(entry(1, "a"));
+        f.push(expiring(2, "a", 10));
+        f.push(expiring(3, "b", 10));
+        f.push(expiring(4, "b", 50));
+        assert_eq!(f.next_expiry(), Some(10));
+        let mut out = Vec::new();
+        f.take_expired(20, &mut out);
+        out.sort_by_key(|e| e.seq);
+        assert_eq!(seqs(&out), [0, 3], "2 waits behind 1; 4 is not due");
+        assert_eq!(f.next_expiry(), Some(50));
+        assert_eq!(f.len(), 3);
     }
 
     #[test]
@@ -392,6 +521,32 @@ mod tests {
         );
         let order: Vec<u64> = f.drain_all().iter().map(|e| e.seq).collect();
         assert_eq!(order, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn dedup_forgets_in_expiry_order_and_hands_back_log_records() {
+        let mut d = Dedup::default();
+        let (a, b) = (hash128(0, b"a"), hash128(0, b"b"));
+        d.remember(a, 100, Some(RecordId(7)));
+        d.remember(b, 200, None);
+        let mut forgotten = Vec::new();
+        d.prune(150, |r| forgotten.push(r));
+        assert_eq!(forgotten, [RecordId(7)]);
+        assert!(!d.is_duplicate(a, 150) && d.is_duplicate(b, 150));
+        // Accepted again after its window: remembered anew.
+        d.remember(a, 300, None);
+        d.prune(250, |_| {});
+        assert!(d.is_duplicate(a, 250) && !d.is_duplicate(b, 250));
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn dedup_ids_are_stable_and_distinguish_headers_from_bodies() {
+        // The same text as an id and as a body are different ids.
+        assert_ne!(hash128(0, b"x"), hash128(1, b"x"));
+        // Stable across runs (a durable queue's ids are in the log).
+        assert_eq!(hash128(0, b"order-1"), hash128(0, b"order-1"));
+        assert_ne!(hash128(0, b"order-1"), hash128(0, b"order-2"));
     }
 
     #[test]
