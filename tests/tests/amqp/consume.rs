@@ -250,7 +250,7 @@ async fn closing_a_channel_requeues_its_unacked_messages_in_order_marked_redeliv
 
 #[tokio::test]
 async fn closing_a_connection_requeues_its_unacked_messages() {
-    let (b, conn, ch) = setup().await;
+    let (b, _conn, ch) = setup().await;
     let q = shared_queue(&ch, "q-requeue-on-conn-close").await;
     publish_all(&ch, &q, &["m1", "m2"]).await;
     let (other, other_ch) = b.channel().await;
@@ -263,8 +263,6 @@ async fn closing_a_connection_requeues_its_unacked_messages() {
         bodies_redelivered(&back),
         vec![("m1".to_string(), true), ("m2".to_string(), true)]
     );
-    drop(again);
-    let _ = conn;
     delete_queue(&ch, &q).await;
 }
 

@@ -123,7 +123,7 @@ async fn a_channel_error_leaves_the_other_channels_working() {
 
 #[tokio::test]
 async fn a_connection_error_ends_every_channel_and_consumer_of_it() {
-    let (b, conn, ch) = setup().await;
+    let (b, _conn, ch) = setup().await;
     let q = shared_queue(&ch, "q-conn-error").await;
     let (victim, victim_ch) = b.channel().await;
     let mut consumer = consume(&victim_ch, &q).await;
@@ -147,7 +147,6 @@ async fn a_connection_error_ends_every_channel_and_consumer_of_it() {
     // Other connections are unaffected.
     publish(&ch, "", &q, "m").await;
     assert_eq!(drain(&ch, &q).await, vec!["m"]);
-    let _ = conn;
     delete_queue(&ch, &q).await;
 }
 

@@ -180,3 +180,25 @@ async fn prefetch_limits_redeliveries_too() {
     );
     assert_eq!(counts(&ch, &q).await, (3, 1));
 }
+
+#[tokio::test]
+async fn prefetch_size_other_than_0_closes_the_connection_with_540() {
+    // lapin always sends prefetch-size 0, so this one goes through the raw
+    // client.
+    use warren_protocol::{BasicQos, Method};
+    use warren_tests::raw::RawClient;
+    let b = warren_tests::start().await;
+    let mut c = RawClient::open(b.addr).await;
+    c.open_channel(1).await;
+    c.send(
+        1,
+        Method::BasicQos(BasicQos {
+            prefetch_size: 1024,
+            prefetch_count: 10,
+            global: false,
+        }),
+    )
+    .await;
+    let text = c.expect_connection_close(540).await;
+    assert_eq!(text, "NOT_IMPLEMENTED - prefetch_size!=0 (1024)");
+}

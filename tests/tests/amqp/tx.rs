@@ -58,11 +58,10 @@ async fn acks_take_effect_at_commit() {
     let txc = conn.create_channel().await.unwrap();
     txc.tx_select().await.unwrap();
     let m1 = get(&txc, &q, false).await.unwrap();
-    let m2 = get(&txc, &q, false).await.unwrap();
+    let _m2 = get(&txc, &q, false).await.unwrap();
     m1.delivery.ack(BasicAckOptions::default()).await.unwrap();
     txc.tx_commit().await.unwrap();
     // m1's ack was committed; m2 was never acked and returns on close.
-    let _ = m2;
     txc.close(200, "OK".into()).await.unwrap();
     let back = get(&ch, &q, true).await.expect("m2");
     assert_eq!(body(&back.delivery), "m2");
@@ -124,4 +123,19 @@ async fn closing_a_channel_discards_its_open_transaction() {
     publish(&txc, "", &q, "never committed").await;
     txc.close(200, "OK".into()).await.unwrap();
     assert_eq!(drain(&ch, &q).await, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn an_uncommitted_ack_is_discarded_when_the_channel_closes() {
+    let (_b, conn, ch) = setup_plain().await;
+    let q = exclusive_queue(&ch, "q-tx-ack-close").await;
+    publish(&ch, "", &q, "m1").await;
+    let txc = conn.create_channel().await.unwrap();
+    txc.tx_select().await.unwrap();
+    let m1 = get(&txc, &q, false).await.unwrap();
+    m1.delivery.ack(BasicAckOptions::default()).await.unwrap();
+    txc.close(200, "OK".into()).await.unwrap();
+    let back = get(&ch, &q, true).await.expect("m1, never acked");
+    assert_eq!(body(&back.delivery), "m1");
+    assert!(back.delivery.redelivered);
 }
