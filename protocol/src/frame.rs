@@ -182,7 +182,7 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     let frame = match kind {
         FRAME_METHOD => Frame::Method {
             channel,
-            method: Method::decode(&payload)?,
+            method: Method::decode_owned(payload)?,
         },
         FRAME_HEADER => Frame::Header {
             channel,

@@ -650,3 +650,43 @@ fn write_raw_frame(buf: &mut BytesMut, kind: u8, channel: u16, payload: &[u8]) {
     buf.extend_from_slice(payload);
     buf.extend_from_slice(&[FRAME_END]);
 }
+
+/// The same through `decode_frame`, which takes a faster path for
+/// basic.publish: it must fail the same way.
+#[test]
+fn trailing_bytes_in_a_method_frame_are_rejected() {
+    for (method, args) in cases() {
+        let mut full = payload(&method, &args);
+        full.push(0);
+        let mut buf = BytesMut::new();
+        write_raw_frame(&mut buf, FRAME_METHOD, 1, &full);
+        assert_eq!(
+            decode_frame(&mut buf, 0),
+            Err(DecodeError::TrailingBytes),
+            "{}",
+            method.name()
+        );
+    }
+}
+
+#[test]
+fn a_publish_from_a_frame_keeps_its_strings_in_the_read_buffer() {
+    let (method, _) = cases()
+        .into_iter()
+        .find(|(m, _)| m.name() == "basic.publish")
+        .unwrap();
+    let mut buf = BytesMut::new();
+    encode_method_frame(&mut buf, 1, &method);
+    let start = buf.as_ptr() as usize;
+    let range = start..start + buf.len();
+    let Ok(Some(Frame::Method {
+        method: Method::BasicPublish(p),
+        ..
+    })) = decode_frame(&mut buf, 0)
+    else {
+        panic!()
+    };
+    assert_eq!(Method::BasicPublish(p.clone()), method);
+    assert!(range.contains(&(p.exchange.as_bytes().as_ptr() as usize)));
+    assert!(range.contains(&(p.routing_key.as_bytes().as_ptr() as usize)));
+}

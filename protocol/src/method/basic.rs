@@ -1,7 +1,14 @@
 //! Class `basic` (60), with RabbitMQ's `basic.nack`.
 
+use bytes::{Buf, Bytes};
+use nom::bytes::complete::take;
+use nom::number::complete::{be_u16, be_u8};
+use nom::Parser;
+
+use crate::error::DecodeError;
 use crate::table::FieldTable;
 use crate::types::ShortStr;
+use crate::wire::{finish, short_bytes};
 
 method_struct! {
     /// `basic.qos`; RabbitMQ reads `global` as "per channel" (true) or
@@ -58,6 +65,32 @@ method_struct! {
         routing_key: ShortStr,
         mandatory: bool,
         immediate: bool,
+    }
+}
+
+impl BasicPublish {
+    /// Decodes a whole basic.publish payload (ids included), the method a
+    /// broker decodes most. Each string costs an atomic reference count on
+    /// the read buffer; the routing key reuses the payload's own instead,
+    /// trimmed in place, which is a measurable share of a publish.
+    pub(crate) fn decode_owned(mut payload: Bytes) -> Result<BasicPublish, DecodeError> {
+        let fields = (take(4usize), be_u16, short_bytes, short_bytes, be_u8)
+            .parse_complete(payload.as_ref());
+        let (rest, (_ids, _ticket, exchange, routing_key, bits)) = finish(fields)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::TrailingBytes);
+        }
+        let exchange = ShortStr::from_wire(payload.slice_ref(exchange));
+        let key_at = routing_key.as_ptr() as usize - payload.as_ptr() as usize;
+        let key_len = routing_key.len();
+        payload.advance(key_at);
+        payload.truncate(key_len);
+        Ok(BasicPublish {
+            exchange,
+            routing_key: ShortStr::from_wire(payload),
+            mandatory: bits & 1 != 0,
+            immediate: bits & 2 != 0,
+        })
     }
 }
 

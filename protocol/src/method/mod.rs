@@ -103,6 +103,16 @@ methods! {
 }
 
 impl Method {
+    /// [`Method::decode`] for a payload the caller gives up, which lets
+    /// basic.publish keep it (see [`BasicPublish::decode_owned`]).
+    #[inline]
+    pub(crate) fn decode_owned(payload: Bytes) -> Result<Method, DecodeError> {
+        if payload.starts_with(&[0, 60, 0, 40]) {
+            return BasicPublish::decode_owned(payload).map(Method::BasicPublish);
+        }
+        Method::decode(&payload)
+    }
+
     /// Whether a content header and body frames follow this method.
     pub fn has_content(&self) -> bool {
         matches!(
