@@ -294,9 +294,13 @@ impl Channel {
                 requeue: m.requeue,
             }),
             Method::BasicRecover(m) => {
-                self.recover(m.requeue)?;
+                if !m.requeue {
+                    return Err(AmqpError::not_implemented("requeue=false"));
+                }
+                // recover-ok before the redeliveries: clients drop buffered
+                // deliveries when it arrives.
                 self.reply(Method::BasicRecoverOk);
-                Ok(())
+                self.recover(m.requeue)
             }
             Method::BasicRecoverAsync(m) => self.recover(m.requeue),
             Method::ConfirmSelect(m) => {
@@ -366,6 +370,11 @@ impl Channel {
         m: ExchangeDeclare,
     ) -> Result<(), AmqpError> {
         if m.passive {
+            if m.exchange.is_empty() {
+                return Err(AmqpError::access_refused(
+                    "operation not permitted on the default exchange",
+                ));
+            }
             ctx.vhost.exchange(&m.exchange)?;
         } else {
             let kind = ExchangeKind::parse(&m.kind)?;
@@ -439,7 +448,8 @@ impl Channel {
             };
             let args = QueueArgs::parse(&m.arguments, &what, flags)?;
             let opts = QueueOptions {
-                durable: m.durable,
+                // Exclusive queues are never durable, whatever the flag says.
+                durable: m.durable && !m.exclusive,
                 exclusive_owner: m.exclusive.then_some(ctx.link.id),
                 auto_delete: m.auto_delete,
                 arguments: m.arguments,

@@ -7,11 +7,12 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use warren_persistence::RecordId;
-use warren_protocol::{FieldValue, ShortStr};
+use warren_protocol::{FieldValue, LongStr, ShortStr};
 
 use super::link::{ChannelLink, Consumer};
 use super::message::Message;
@@ -29,9 +30,14 @@ impl Owner {
     /// Identity for indexing (never 0: 0 marks free groups).
     pub fn key(&self) -> usize {
         match self {
-            Owner::Consumer(c) => Arc::as_ptr(c) as usize,
+            Owner::Consumer(c) => Self::consumer_key(c),
             Owner::Get(ch) => Arc::as_ptr(ch) as usize | 1,
         }
+    }
+
+    /// The key of `Owner::Consumer(c)`, without making one.
+    pub fn consumer_key(c: &Arc<Consumer>) -> usize {
+        Arc::as_ptr(c) as usize
     }
 
     pub fn channel(&self) -> &Arc<ChannelLink> {
@@ -42,24 +48,77 @@ impl Owner {
     }
 }
 
-/// The group a message belongs to: its `x-group-id` header, or "" (the default group).
+/// The group a message belongs to: its `x-group-id` header, or "" (the
+/// default group). A non-string header value is named by its text form.
 pub fn group_of(msg: &Message) -> ShortStr {
+    match group_key(msg) {
+        GroupKey::Str(s) => ShortStr::new(s.into_bytes()).unwrap_or_default(),
+        GroupKey::Other(s) => ShortStr::try_from(s).unwrap_or_default(),
+        GroupKey::Default => ShortStr::default(),
+    }
+}
+
+enum GroupKey {
+    Str(LongStr),
+    Other(String),
+    Default,
+}
+
+impl GroupKey {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            GroupKey::Str(s) => s.as_bytes(),
+            GroupKey::Other(s) => s.as_bytes(),
+            GroupKey::Default => b"",
+        }
+    }
+}
+
+fn group_key(msg: &Message) -> GroupKey {
     match msg
         .properties
         .headers
         .as_ref()
         .and_then(|h| h.get("x-group-id"))
     {
-        Some(FieldValue::LongStr(s)) => {
-            ShortStr::new(bytes::Bytes::copy_from_slice(s.as_bytes())).unwrap_or_default()
-        }
-        Some(other) => ShortStr::try_from(format!("{other:?}")).unwrap_or_default(),
-        None => ShortStr::default(),
+        Some(FieldValue::LongStr(s)) => GroupKey::Str(s),
+        Some(other) => GroupKey::Other(format!("{other:?}")),
+        None => GroupKey::Default,
     }
 }
 
-#[derive(Default)]
+/// A group's slot in [`Fifo::groups`].
+type GroupId = u32;
+
+/// A hasher for integer keys (sequence numbers, owner addresses), which
+/// clients do not choose.
+#[derive(Default, Clone, Copy)]
+pub struct IntHasher(u64);
+
+impl Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
+
 struct Group {
+    name: Bytes,
     msgs: VecDeque<Entry>,
     owner: Option<Owner>,
     /// Messages of this group delivered to the owner and not yet settled.
@@ -68,11 +127,19 @@ struct Group {
     indexed: Option<(u64, usize)>,
 }
 
+/// The ready messages of a FIFO queue, by group, and who holds which group.
 #[derive(Default)]
 pub struct Fifo {
-    groups: HashMap<ShortStr, Group>,
-    free: BTreeSet<(u64, ShortStr)>,
-    owned: HashMap<usize, BTreeSet<(u64, ShortStr)>>,
+    /// Groups by id; `None` marks a vacant slot (listed in `vacant`).
+    groups: Vec<Option<Group>>,
+    vacant: Vec<GroupId>,
+    by_name: HashMap<Bytes, GroupId>,
+    /// Free groups with messages, by head (oldest first).
+    free: BTreeSet<(u64, GroupId)>,
+    /// Owned groups with messages, per owner key, by head.
+    owned: IntMap<usize, BTreeSet<(u64, GroupId)>>,
+    /// The group of every message delivered with ack and not settled, by seq.
+    held: IntMap<u64, GroupId>,
     len: usize,
     bytes: u64,
 }
@@ -86,148 +153,233 @@ impl Fifo {
         self.bytes
     }
 
-    /// Keeps the group's index entry in step with its head and owner.
-    fn reindex(&mut self, name: &ShortStr) {
-        let Some(g) = self.groups.get_mut(name) else {
+    fn group(&mut self, id: GroupId) -> Option<&mut Group> {
+        self.groups.get_mut(id as usize)?.as_mut()
+    }
+
+    /// The id of a message's group, creating the group if needed.
+    fn group_id(&mut self, msg: &Message) -> GroupId {
+        let key = group_key(msg);
+        if let Some(id) = self.by_name.get(key.as_bytes()) {
+            return *id;
+        }
+        let name = Bytes::copy_from_slice(key.as_bytes());
+        let group = Group {
+            name: name.clone(),
+            msgs: VecDeque::new(),
+            owner: None,
+            held: 0,
+            indexed: None,
+        };
+        let id = match self.vacant.pop() {
+            Some(id) => {
+                self.groups[id as usize] = Some(group);
+                id
+            }
+            None => {
+                self.groups.push(Some(group));
+                GroupId::try_from(self.groups.len() - 1).unwrap_or(GroupId::MAX)
+            }
+        };
+        self.by_name.insert(name, id);
+        id
+    }
+
+    /// Keeps the group's index entry in step with its head and owner, and
+    /// forgets a group that is empty and free.
+    fn reindex(&mut self, id: GroupId) {
+        let Some(g) = self.groups.get_mut(id as usize).and_then(Option::as_mut) else {
             return;
         };
+        let want = g
+            .msgs
+            .front()
+            .map(|head| (head.seq, g.owner.as_ref().map_or(0, Owner::key)));
+        if want == g.indexed && (want.is_some() || g.owner.is_some()) {
+            return;
+        }
         if let Some((seq, key)) = g.indexed.take() {
             if key == 0 {
-                self.free.remove(&(seq, name.clone()));
+                self.free.remove(&(seq, id));
             } else if let Some(set) = self.owned.get_mut(&key) {
-                set.remove(&(seq, name.clone()));
+                set.remove(&(seq, id));
                 if set.is_empty() {
                     self.owned.remove(&key);
                 }
             }
         }
-        if let Some(head) = g.msgs.front() {
-            let key = g.owner.as_ref().map_or(0, Owner::key);
-            g.indexed = Some((head.seq, key));
-            if key == 0 {
-                self.free.insert((head.seq, name.clone()));
-            } else {
-                self.owned
-                    .entry(key)
-                    .or_default()
-                    .insert((head.seq, name.clone()));
+        match want {
+            Some((seq, 0)) => {
+                self.free.insert((seq, id));
             }
-        } else if g.owner.is_none() {
-            // Empty and free: forget it.
-            self.groups.remove(name);
+            Some((seq, key)) => {
+                self.owned.entry(key).or_default().insert((seq, id));
+            }
+            None if g.owner.is_none() => {
+                let name = g.name.clone();
+                self.by_name.remove(&name);
+                self.groups[id as usize] = None;
+                self.vacant.push(id);
+                return;
+            }
+            None => {}
+        }
+        if let Some(g) = self.group(id) {
+            g.indexed = want;
         }
     }
 
     pub fn push(&mut self, e: Entry) {
-        let name = group_of(&e.msg);
+        let id = self.group_id(&e.msg);
         self.len += 1;
         self.bytes += e.msg.body.len() as u64;
-        let g = self.groups.entry(name.clone()).or_default();
-        let was_empty = g.msgs.is_empty();
-        g.msgs.push_back(e);
-        if was_empty {
-            self.reindex(&name);
+        if let Some(g) = self.group(id) {
+            let was_empty = g.msgs.is_empty();
+            g.msgs.push_back(e);
+            if was_empty {
+                self.reindex(id);
+            }
         }
     }
 
     /// The group `owner` should take from next: one it already holds, else
     /// the free group with the oldest head.
-    pub fn next_group_for(&self, owner_key: usize) -> Option<ShortStr> {
-        if let Some((_, name)) = self.owned.get(&owner_key).and_then(|s| s.first()) {
-            return Some(name.clone());
+    pub fn next_group_for(&self, owner_key: usize) -> Option<GroupId> {
+        if let Some((_, id)) = self.owned.get(&owner_key).and_then(|s| s.first()) {
+            return Some(*id);
         }
-        self.free.first().map(|(_, name)| name.clone())
+        self.free.first().map(|(_, id)| *id)
     }
 
     /// Takes the head of a group for `owner` (`None`: delivered without ack,
     /// so nothing is held).
-    pub fn take(&mut self, name: &ShortStr, owner: Option<Owner>) -> Option<Entry> {
-        let g = self.groups.get_mut(name)?;
+    pub fn take(&mut self, id: GroupId, owner: Option<Owner>) -> Option<Entry> {
+        let g = self.group(id)?;
         let e = g.msgs.pop_front()?;
         if let Some(o) = owner {
-            g.owner = Some(o);
+            if g.owner.as_ref().is_none_or(|cur| cur.key() != o.key()) {
+                g.owner = Some(o);
+            }
             g.held += 1;
+            self.held.insert(e.seq, id);
         }
         self.len -= 1;
         self.bytes -= e.msg.body.len() as u64;
-        self.reindex(name);
+        self.reindex(id);
         Some(e)
     }
 
-    /// `n` held messages of a group were acked or dropped; the group is free
-    /// again once its owner holds none.
-    pub fn settle(&mut self, name: &ShortStr, n: u32) {
-        let Some(g) = self.groups.get_mut(name) else {
+    /// A held message was acked or dropped; its group is free again once
+    /// its owner holds none. (Messages not held are ignored.)
+    pub fn settle(&mut self, e: &Entry) {
+        let Some(id) = self.held.remove(&e.seq) else {
             return;
         };
-        g.held = g.held.saturating_sub(n);
-        if g.held == 0 {
-            g.owner = None;
+        if let Some(g) = self.group(id) {
+            g.held = g.held.saturating_sub(1);
+            if g.held == 0 {
+                g.owner = None;
+                self.reindex(id);
+            }
         }
-        self.reindex(name);
     }
 
-    pub fn owner_of(&self, name: &ShortStr) -> Option<&Owner> {
-        self.groups.get(name)?.owner.as_ref()
+    /// Messages given back (nack or reject with requeue, or their channel
+    /// went away). For each group concerned, `more(owner, is_of_group)`
+    /// hands back the owner's other unacked messages of that group; all of
+    /// them return to the head of the group in publish order, marked
+    /// redelivered, and the group is released.
+    pub fn give_back(
+        &mut self,
+        entries: Vec<Entry>,
+        mut more: impl FnMut(&Owner, &dyn Fn(&Entry) -> bool) -> Vec<Entry>,
+    ) {
+        let mut by_group: Vec<(GroupId, Vec<Entry>)> = Vec::new();
+        for e in entries {
+            let id = match self.held.get(&e.seq) {
+                Some(id) => *id,
+                None => self.group_id(&e.msg),
+            };
+            match by_group.iter_mut().find(|(g, _)| *g == id) {
+                Some((_, v)) => v.push(e),
+                None => by_group.push((id, vec![e])),
+            }
+        }
+        for (id, mut list) in by_group {
+            let owner = self.group(id).and_then(|g| g.owner.clone());
+            if let Some(owner) = owner {
+                let held = &self.held;
+                let of_group = |e: &Entry| held.get(&e.seq) == Some(&id);
+                list.extend(more(&owner, &of_group));
+            }
+            self.put_back(id, list);
+        }
     }
 
     /// Returned messages go back to the head of their group in their
     /// original order, and the group is released.
-    pub fn put_back(&mut self, name: &ShortStr, mut entries: Vec<Entry>) {
+    fn put_back(&mut self, id: GroupId, mut entries: Vec<Entry>) {
         entries.sort_by_key(|e| e.seq);
-        let g = self.groups.entry(name.clone()).or_default();
-        for e in entries.into_iter().rev() {
-            self.len += 1;
-            self.bytes += e.msg.body.len() as u64;
+        for e in &entries {
+            self.held.remove(&e.seq);
+        }
+        self.len += entries.len();
+        self.bytes += entries.iter().map(|e| e.msg.body.len() as u64).sum::<u64>();
+        let Some(g) = self.group(id) else { return };
+        for mut e in entries.into_iter().rev() {
+            e.redelivered = true;
             g.msgs.push_front(e);
         }
         g.owner = None;
         g.held = 0;
-        self.reindex(name);
+        self.reindex(id);
+    }
+
+    #[cfg(test)]
+    fn owner_of(&self, name: &str) -> Option<&Owner> {
+        let id = self.by_name.get(name.as_bytes())?;
+        self.groups.get(*id as usize)?.as_ref()?.owner.as_ref()
     }
 
     /// The oldest message overall (for x-max-length drop-head).
     pub fn pop_oldest(&mut self) -> Option<Entry> {
-        let name = self
+        let (_, id) = self
             .groups
             .iter()
-            .filter_map(|(n, g)| Some((g.msgs.front()?.seq, n)))
-            .min()
-            .map(|(_, n)| n.clone())?;
-        let g = self.groups.get_mut(&name)?;
-        let e = g.msgs.pop_front()?;
+            .enumerate()
+            .filter_map(|(i, g)| Some((g.as_ref()?.msgs.front()?.seq, i)))
+            .min()?;
+        let id = GroupId::try_from(id).ok()?;
+        let e = self.group(id)?.msgs.pop_front()?;
         self.len -= 1;
         self.bytes -= e.msg.body.len() as u64;
-        self.reindex(&name);
+        self.reindex(id);
         Some(e)
     }
 
     pub fn next_expiry(&self) -> Option<u64> {
         self.groups
-            .values()
-            .filter_map(|g| g.msgs.front()?.expires_at)
+            .iter()
+            .filter_map(|g| g.as_ref()?.msgs.front()?.expires_at)
             .min()
     }
 
     /// Removes expired messages from the heads of the groups.
     pub fn take_expired(&mut self, now_ms: u64, out: &mut Vec<Entry>) {
-        let names: Vec<ShortStr> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.msgs.front().is_some_and(|e| e.expired(now_ms)))
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in names {
-            if let Some(g) = self.groups.get_mut(&name) {
-                while g.msgs.front().is_some_and(|e| e.expired(now_ms)) {
-                    if let Some(e) = g.msgs.pop_front() {
-                        self.len -= 1;
-                        self.bytes -= e.msg.body.len() as u64;
-                        out.push(e);
-                    }
-                }
+        for i in 0..self.groups.len() {
+            let id = GroupId::try_from(i).unwrap_or(GroupId::MAX);
+            let Some(g) = self.group(id) else { continue };
+            let before = out.len();
+            while g.msgs.front().is_some_and(|e| e.expired(now_ms)) {
+                out.extend(g.msgs.pop_front());
             }
-            self.reindex(&name);
+            if out.len() > before {
+                for e in &out[before..] {
+                    self.len -= 1;
+                    self.bytes -= e.msg.body.len() as u64;
+                }
+                self.reindex(id);
+            }
         }
     }
 
@@ -236,16 +388,15 @@ impl Fifo {
     /// alone, so their group must not go to anyone else meanwhile.
     pub fn drain_all(&mut self) -> Vec<Entry> {
         let mut all: Vec<Entry> = Vec::with_capacity(self.len);
-        for g in self.groups.values_mut() {
+        for g in self.groups.iter_mut().flatten() {
             all.extend(g.msgs.drain(..));
-            g.indexed = None;
         }
         all.sort_by_key(|e| e.seq);
-        self.groups.retain(|_, g| g.owner.is_some());
-        self.free.clear();
-        self.owned.clear();
         self.len = 0;
         self.bytes = 0;
+        for i in 0..self.groups.len() {
+            self.reindex(GroupId::try_from(i).unwrap_or(GroupId::MAX));
+        }
         all
     }
 }

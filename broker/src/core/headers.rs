@@ -30,7 +30,7 @@ pub fn headers_match(binding: &FieldTable, headers: Option<&FieldTable>) -> bool
         let ok = match (&want, have) {
             (_, None) => false,
             (FieldValue::Void, Some(_)) => true,
-            (w, Some(h)) => *w == h,
+            (w, Some(h)) => same_value(w, &h),
         };
         match mode {
             Mode::All if !ok => return false,
@@ -52,8 +52,38 @@ pub fn validate_binding(arguments: &FieldTable) -> Result<(), AmqpError> {
         Some(v) => match v.as_str() {
             Some("all" | "any" | "all-with-x" | "any-with-x") => Ok(()),
             _ => Err(AmqpError::precondition(format!(
-                "Invalid x-match field value {v:?}; expected all, any, all-with-x, or any-with-x"
+                "Invalid x-match field value {}; expected all, any, all-with-x, or any-with-x",
+                erlang_form(&v)
             ))),
         },
+    }
+}
+
+/// Header values match as RabbitMQ compares them: numbers by value whatever
+/// their type (2, 2 as a long and 2.0 are equal), everything else exactly.
+fn same_value(a: &FieldValue, b: &FieldValue) -> bool {
+    match (number(a), number(b)) {
+        (Some(x), Some(y)) => x == y,
+        (None, None) => a == b,
+        _ => false,
+    }
+}
+
+fn number(v: &FieldValue) -> Option<f64> {
+    match v {
+        FieldValue::F32(f) => Some(f64::from(*f)),
+        FieldValue::F64(f) => Some(*f),
+        FieldValue::Bool(_) => None,
+        v => v.as_i64().map(|n| n as f64),
+    }
+}
+
+/// How RabbitMQ prints a value in this error text (Erlang terms).
+fn erlang_form(v: &FieldValue) -> String {
+    match v {
+        FieldValue::LongStr(s) => format!("<<\"{}\">>", String::from_utf8_lossy(s.as_bytes())),
+        v => v
+            .as_i64()
+            .map_or_else(|| format!("{v:?}"), |n| n.to_string()),
     }
 }

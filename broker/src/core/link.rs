@@ -185,10 +185,11 @@ impl ChannelLink {
         let mut st = self.state.lock();
         let taken: Vec<Unacked> = if multiple {
             let upto = if tag == 0 { u64::MAX } else { tag };
-            let n = st.unacked.partition_point(|u| u.tag <= upto);
-            if n == 0 && tag != 0 {
+            // As in RabbitMQ, the named tag itself must be outstanding.
+            if tag != 0 && st.unacked.binary_search_by_key(&tag, |u| u.tag).is_err() {
                 return None;
             }
+            let n = st.unacked.partition_point(|u| u.tag <= upto);
             st.unacked.drain(..n).collect()
         } else {
             let i = st.unacked.binary_search_by_key(&tag, |u| u.tag).ok()?;

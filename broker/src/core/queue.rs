@@ -510,26 +510,28 @@ impl Queue {
                     c.channel.conn.outbox.wait_for_room(self.me.clone());
                     continue;
                 }
-                let owner = Owner::Consumer(c.clone());
                 let Some(f) = st.fifo.as_mut() else { return };
-                let Some(group) = f.next_group_for(owner.key()) else {
+                let Some(group) = f.next_group_for(Owner::consumer_key(&c)) else {
                     continue;
                 };
-                let Some(mut entry) = f.take(&group, (!c.no_ack).then_some(owner)) else {
+                let owner = (!c.no_ack).then(|| Owner::Consumer(c.clone()));
+                let Some(mut entry) = f.take(group, owner) else {
                     continue;
                 };
                 if entry.expires_at.is_some()
                     && entry.expired(*now.get_or_insert_with(|| self.now_ms()))
                 {
-                    if !c.no_ack {
-                        f.settle(&group, 1);
-                    }
+                    f.settle(&entry);
                     st.dead.push((entry, Reason::Expired));
                     delivered = true;
                     break;
                 }
                 self.hand_over(&mut entry, c.no_ack);
                 c.channel.deliver(me, &c, entry);
+                if st.len() == FLOW_LOW {
+                    // Publishers held back by flow control may go on.
+                    self.flow.notify_waiters();
+                }
                 st.next_consumer = (i + 1) % n;
                 delivered = true;
                 break;
@@ -546,7 +548,7 @@ impl Queue {
         let mut st = self.state.lock();
         let Some(f) = st.fifo.as_mut() else { return };
         for e in entries {
-            f.settle(&fifo::group_of(&e.msg), 1);
+            f.settle(e);
         }
     }
 
@@ -629,7 +631,7 @@ impl Queue {
         };
         let owner = Owner::Get(channel.clone());
         let group = f.next_group_for(owner.key())?;
-        f.take(&group, (!no_ack).then_some(owner))
+        f.take(group, (!no_ack).then_some(owner))
     }
 
     /// Puts messages back at their original positions, marked redelivered.
@@ -679,30 +681,18 @@ impl Queue {
     /// owner comes back too, all at the head of the group in order, and the
     /// group is released.
     fn requeue_fifo(&self, st: &mut State, entries: Vec<Entry>) {
-        let mut by_group: Vec<(ShortStr, Vec<Entry>)> = Vec::new();
-        for mut e in entries {
-            e.redelivered = true;
-            let g = fifo::group_of(&e.msg);
-            match by_group.iter_mut().find(|(n, _)| *n == g) {
-                Some((_, v)) => v.push(e),
-                None => by_group.push((g, vec![e])),
-            }
-        }
         let me = self.me.as_ptr();
-        for (group, mut list) in by_group {
-            let Some(f) = st.fifo.as_mut() else { return };
-            if let Some(owner) = f.owner_of(&group).cloned() {
-                let more = owner.channel().take_unacked_where(|u| {
-                    std::ptr::eq(Arc::as_ptr(&u.queue), me) && fifo::group_of(&u.entry.msg) == group
-                });
-                list.extend(more.into_iter().map(|u| {
-                    let mut e = u.entry;
-                    e.redelivered = true;
-                    e
-                }));
-            }
-            f.put_back(&group, list);
-        }
+        let Some(f) = st.fifo.as_mut() else { return };
+        f.give_back(entries, |owner, of_group| {
+            owner
+                .channel()
+                .take_unacked_where(|u| {
+                    std::ptr::eq(Arc::as_ptr(&u.queue), me) && of_group(&u.entry)
+                })
+                .into_iter()
+                .map(|u| u.entry)
+                .collect()
+        });
     }
 
     /// Puts back a deduplication id recovered from the log.

@@ -17,12 +17,14 @@ use crate::core::outbox::{Outbound, Outbox};
 
 /// Writes everything pushed to the connection's outbox until it is closed
 /// and drained. Sends a heartbeat when nothing else went out for `heartbeat`.
+/// Hands the socket back, still open, so the connection decides when to
+/// close it (after the peer's close-ok).
 pub async fn run<W: AsyncWrite + Unpin>(
     link: Arc<ConnectionLink>,
     mut socket: W,
     frame_max: u32,
     heartbeat: Option<Duration>,
-) -> std::io::Result<()> {
+) -> std::io::Result<W> {
     let mut batch = VecDeque::new();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
@@ -55,7 +57,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
         link.outbox.written(cost);
     }
     socket.flush().await?;
-    socket.shutdown().await
+    Ok(socket)
 }
 
 fn encode_batch(batch: &mut VecDeque<Outbound>, buf: &mut BytesMut, frame_max: u32) {
