@@ -794,7 +794,7 @@ impl Channel {
         };
         let queues = &self.scratch.queues;
         for q in queues {
-            if q.is_congested() && !ctx.congested.iter().any(|c| Arc::ptr_eq(c, q)) {
+            if q.is_congested_for(ctx.link.id) && !ctx.congested.iter().any(|c| Arc::ptr_eq(c, q)) {
                 ctx.congested.push(q.clone());
             }
         }

@@ -48,16 +48,6 @@ impl Owner {
     }
 }
 
-/// The group a message belongs to: its `x-group-id` header, or "" (the
-/// default group). A non-string header value is named by its text form.
-pub fn group_of(msg: &Message) -> ShortStr {
-    match group_key(msg) {
-        GroupKey::Str(s) => ShortStr::new(s.into_bytes()).unwrap_or_default(),
-        GroupKey::Other(s) => ShortStr::try_from(s).unwrap_or_default(),
-        GroupKey::Default => ShortStr::default(),
-    }
-}
-
 enum GroupKey {
     Str(LongStr),
     Other(String),
@@ -74,6 +64,8 @@ impl GroupKey {
     }
 }
 
+/// The group a message belongs to: its `x-group-id` header, or "" (the
+/// default group). A non-string header value is named by its text form.
 fn group_key(msg: &Message) -> GroupKey {
     match msg
         .properties

@@ -269,10 +269,14 @@ impl Queue {
         ))
     }
 
-    /// Whether publishers should wait: consumers exist but lag far behind.
-    pub fn is_congested(&self) -> bool {
+    /// Whether a publisher on connection `conn` should wait: consumers exist
+    /// but lag far behind. Never for a connection that consumes from the
+    /// queue itself: holding back its reads would hold back its own acks.
+    pub fn is_congested_for(&self, conn: ConnectionId) -> bool {
         let st = self.state.lock();
-        !st.consumers.is_empty() && st.len() >= FLOW_HIGH
+        st.len() >= FLOW_HIGH
+            && !st.consumers.is_empty()
+            && !st.consumers.iter().any(|c| c.channel.conn.id == conn)
     }
 
     /// Waits (at most `limit`) until the backlog falls to the low mark or
