@@ -225,6 +225,18 @@ impl Drop for Dirs {
     }
 }
 
+/// Kills the broker when dropped, so that a failing test leaves no broker
+/// behind.
+struct Reaper(Arc<Mutex<Child>>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let mut child = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// Kills the broker (SIGKILL) after a delay, from a thread of its own so
 /// that the instant is unrelated to what the client is doing.
 struct Killer {
@@ -506,6 +518,7 @@ async fn kill_9_loses_no_confirmed_message() {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let child = Arc::new(Mutex::new(spawn(&dirs, cycle, port)));
+        let _reaper = Reaper(child.clone());
         let mut killer = Killer {
             child: child.clone(),
             thread: None,
@@ -549,6 +562,7 @@ async fn kill_9_loses_no_confirmed_message() {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let child = Arc::new(Mutex::new(spawn(&dirs, cycles, port)));
+    let _reaper = Reaper(child.clone());
     let listening = {
         let child = child.clone();
         tokio::task::spawn_blocking(move || wait_listening(&child, addr))

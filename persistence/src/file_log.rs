@@ -392,7 +392,8 @@ impl Store for FileLog {
             fsyncs: get(&c.fsyncs),
             dir_syncs: get(&c.dir_syncs),
             segments: idx.segments.len() as u64,
-            disk_bytes: idx.segments.values().map(|s| s.file_len).sum(),
+            disk_bytes: idx.segments.values().map(|s| s.file_len).sum::<u64>()
+                + self.shared.prealloc.load(Ordering::Relaxed),
             live_records,
             live_bytes,
             segments_deleted: get(&c.segments_deleted),

@@ -43,6 +43,11 @@
 //! included), `refers_to` 0 meaning none, flag bit 0 "more records of this
 //! batch follow". A new segment starts when the next append would grow the
 //! current one past `segment_size`; a batch never spans two segments.
+//! Unless the policy is `never`, the writer keeps the active segment
+//! zero-filled up to 1 MiB (at most the segment size) ahead of its data, so
+//! that the fsync of a round does not have to commit a new file size: that
+//! makes group commits several times cheaper on journaling file systems.
+//! A segment is cut back to its data when it is sealed and at close.
 //! Created, renamed and deleted files are followed by an fsync of the
 //! directory; compaction writes `<segment>.tmp`, fsyncs it, renames it over
 //! the segment and fsyncs the directory ([`replace_file`] does the same for
@@ -67,6 +72,8 @@
 //!    is that acks lost in the damaged region can make messages reappear
 //!    (at-least-once).
 //! 4. A batch whose final record is missing is dropped as a whole.
+//!    An all-zero tail is not damage: it is the room the writer keeps
+//!    zero-filled ahead of its data (see below), cut without a warning.
 //! 5. Tombstones are applied; the rest is returned by [`Recovered`].
 //! 6. The first append after open starts a fresh segment: the store never
 //!    writes behind a truncated tail.

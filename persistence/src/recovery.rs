@@ -12,6 +12,8 @@
 //!   with the next segment: later segments are intact and hold confirmed
 //!   records too.
 //! - A batch whose last record is missing is dropped as a whole.
+//! - An all-zero tail is the room the writer preallocates ahead of its data
+//!   (left by a crash): the clean end of the segment, cut without a warning.
 //! - A segment with another format version makes open fail rather than
 //!   risk reclaiming data we do not understand.
 //! - A tombstone kills its target; recovery returns the records that are
@@ -58,6 +60,8 @@ pub(crate) fn scan(data: &[u8], base: u64, after: u64, next_base: Option<u64>) -
     while off < data.len() {
         let frame = match record::decode(&data[off..]) {
             Ok(f) => f,
+            // Zeros the writer put ahead of its data: the clean end.
+            Err(_) if data[off..].iter().all(|&b| b == 0) => break,
             Err(e) => {
                 out.damage = Some(e.reason());
                 break;
@@ -190,6 +194,13 @@ pub(crate) fn replay(dir: &Path) -> Result<Index> {
                 }
             }
         };
+        if scanned.damage.is_none() && scanned.valid_end < data.len() as u64 {
+            // The zeros the writer keeps ahead of its data (a crash before
+            // the segment was sealed or the store closed): not damage.
+            tracing::debug!(segment = %path.display(), offset = scanned.valid_end, "cutting preallocated zeros");
+            truncate(&path, scanned.valid_end)?;
+            seg.file_len = scanned.valid_end;
+        }
         if let Some(reason) = scanned.damage {
             let dropped = data.len() as u64 - scanned.valid_end;
             if last {

@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub failed: AtomicBool,
     pub counters: Counters,
     pub reclaim: Mutex<()>,
+    /// Zero-filled bytes past the data of the active segment (for stats).
+    pub prealloc: AtomicU64,
 }
 
 impl Shared {
@@ -84,7 +86,12 @@ impl Shared {
             failed: AtomicBool::new(false),
             counters: Counters::default(),
             reclaim: Mutex::new(()),
+            prealloc: AtomicU64::new(0),
         }
+    }
+
+    pub fn set_prealloc(&self, bytes: u64) {
+        self.prealloc.store(bytes, Ordering::Relaxed);
     }
 
     /// The error appends return once the writer has failed.

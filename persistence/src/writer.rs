@@ -6,6 +6,14 @@
 //! under `FsyncPolicy::Always` one fsync per touched file, then advances the
 //! watermarks: appends that arrive during an fsync share the next one
 //! (group commit).
+//!
+//! Unless the policy is `never`, the active segment is kept zero-filled
+//! [`PREALLOC`] bytes ahead of the write position (capped at the segment
+//! size): an fdatasync of a write that does not grow the file has no file
+//! size to commit to the journal, which makes it several times cheaper on
+//! ext4 and XFS. One round in a megabyte pays for the growth. Recovery
+//! treats an all-zero tail as the clean end of a segment, and a segment is
+//! cut back to its data when it is sealed and when the store closes.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -42,12 +50,20 @@ pub(crate) enum Command {
     Sync,
 }
 
+/// Zero-filled room kept ahead of the write position.
+pub(crate) const PREALLOC: u64 = 1 << 20;
+
+static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+
 pub(crate) fn spawn(shared: Arc<Shared>, rx: Receiver<Command>) -> std::io::Result<JoinHandle<()>> {
+    let preallocate = shared.config.fsync != FsyncPolicy::Never;
     let writer = Writer {
         shared,
         rx,
         file: None,
         offset: 0,
+        file_end: 0,
+        preallocate,
         buf: Vec::new(),
         last_id: 0,
         written: 0,
@@ -68,6 +84,9 @@ struct Writer {
     /// The active segment and where its next byte goes.
     file: Option<Arc<File>>,
     offset: u64,
+    /// Size of the active segment file: `offset` plus the zeros ahead.
+    file_end: u64,
+    preallocate: bool,
     buf: Vec<u8>,
     /// Highest id encoded into `buf` or written.
     last_id: u64,
@@ -109,8 +128,9 @@ impl Writer {
             }
             self.publish();
         }
-        // Clean close: whatever the policy, leave nothing in the page cache.
-        match self.sync_now() {
+        // Clean close: cut the zeros ahead of the data, and whatever the
+        // policy, leave nothing in the page cache.
+        match self.trim_active().and_then(|()| self.sync_now()) {
             Ok(()) => self.publish(),
             Err(reason) => self.shared.fail(reason),
         }
@@ -186,7 +206,50 @@ impl Writer {
         Ok(())
     }
 
+    /// Cuts the active segment back to its data (before it is sealed, and
+    /// at close). The size change is fsynced with the next round.
+    fn trim_active(&mut self) -> Outcome {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        if self.file_end > self.offset {
+            file.set_len(self.offset)
+                .map_err(|e| format!("trimming a segment to {} bytes: {e}", self.offset))?;
+            self.file_end = self.offset;
+            self.shared.set_prealloc(0);
+            if !self.dirty.iter().any(|d| Arc::ptr_eq(d, file)) {
+                self.dirty.push(file.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the file has zeros up to well past `end`.
+    fn preallocate(&mut self, end: u64) -> Outcome {
+        if end <= self.file_end {
+            return Ok(());
+        }
+        if !self.preallocate {
+            self.file_end = end;
+            return Ok(());
+        }
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let target = (end + PREALLOC).min(self.shared.config.segment_size.max(end));
+        let mut at = self.file_end.max(end);
+        while at < target {
+            let n = (target - at).min(ZEROS.len() as u64);
+            file.write_all_at(&ZEROS[..n as usize], at)
+                .map_err(|e| format!("preallocating a segment at offset {at}: {e}"))?;
+            at += n;
+        }
+        self.file_end = at.max(end);
+        Ok(())
+    }
+
     fn start_segment(&mut self, base: u64) -> Outcome {
+        self.trim_active()?;
         let path = segment::path(&self.shared.dir, base);
         let file = segment::create(&path, base)
             .map_err(|e| format!("creating segment {}: {e}", path.display()))?;
@@ -199,6 +262,7 @@ impl Writer {
         self.dir_dirty = true;
         self.file = Some(file);
         self.offset = HEADER_LEN;
+        self.file_end = HEADER_LEN;
         Ok(())
     }
 
@@ -206,6 +270,10 @@ impl Writer {
         if self.buf.is_empty() {
             return Ok(());
         }
+        if self.file.is_none() {
+            return Err("record queued before any segment was started".into());
+        }
+        self.preallocate(self.offset + self.buf.len() as u64)?;
         let Some(file) = &self.file else {
             return Err("record queued before any segment was started".into());
         };
@@ -213,6 +281,8 @@ impl Writer {
             .map_err(|e| format!("writing segment at offset {}: {e}", self.offset))?;
         let n = self.buf.len() as u64;
         self.offset += n;
+        self.shared
+            .set_prealloc(self.file_end.saturating_sub(self.offset));
         Counters::add(&self.shared.counters.bytes_written, n);
         if !self.dirty.last().is_some_and(|d| Arc::ptr_eq(d, file)) {
             self.dirty.push(file.clone());

@@ -248,3 +248,91 @@ fn bad_configuration_is_an_error() {
     let e = FileLog::open(dir.path(), StoreConfig::default().with_segment_size(1)).unwrap_err();
     assert!(matches!(e, StoreError::Config(_)), "{e}");
 }
+
+/// The writer keeps zeros ahead of its data in the active segment (cut at
+/// close). A crash leaves them: a copy of the directory taken while the
+/// store runs has them, and opening it recovers every record, cuts the
+/// zeros without calling them damage, and appends after them fine.
+#[test]
+fn preallocated_zeros_left_by_a_crash_are_the_clean_end() {
+    let dir = TempDir::new("prealloc-live");
+    let config = StoreConfig::default().with_segment_size(64 << 10);
+    let (log, _) = open(dir.path(), config.clone());
+    for i in 0..20u64 {
+        log.append(1, payload(i, 100), None).unwrap();
+    }
+    log.flush().unwrap();
+    let seg = segments(dir.path()).pop().unwrap();
+    let data_len = SEGMENT_HEADER + 20 * (FRAME_HEADER + 100);
+    let on_disk = fs::metadata(&seg).unwrap().len();
+    assert_eq!(on_disk, 64 << 10, "zero-filled up to the segment size");
+    assert!(fs::read(&seg).unwrap()[data_len as usize..]
+        .iter()
+        .all(|&b| b == 0));
+    assert_eq!(log.stats().disk_bytes, on_disk, "stats count the zeros");
+
+    // "Crash": copy the files as they are now.
+    let crashed = TempDir::new("prealloc-crashed");
+    copy_dir(dir.path(), crashed.path());
+    let (log2, rec) = open(crashed.path(), config.clone());
+    assert_eq!(ids(&rec), (1..=20).collect::<Vec<_>>());
+    let copied = crashed.path().join(seg.file_name().unwrap());
+    assert_eq!(fs::metadata(&copied).unwrap().len(), data_len);
+    let id = log2.append(1, payload(20, 100), None).unwrap();
+    drop(log2);
+    let (_, rec) = open(crashed.path(), config.clone());
+    assert_eq!(ids(&rec), (1..=id.0).collect::<Vec<_>>());
+
+    // A clean close cuts the zeros.
+    drop(log);
+    assert_eq!(fs::metadata(&seg).unwrap().len(), data_len);
+}
+
+/// A sealed segment is cut back to its data when the next one starts; and
+/// one still holding zeros (a crash between the two) is read up to them,
+/// with the later segments replayed as usual.
+#[test]
+fn sealed_segments_hold_no_zeros() {
+    let dir = TempDir::new("prealloc-sealed");
+    let config = StoreConfig::default()
+        .with_segment_size(256)
+        .with_background_reclaim(false);
+    let (log, _) = open(dir.path(), config.clone());
+    for i in 0..30u64 {
+        log.append(1, payload(i, 40), None).unwrap();
+    }
+    log.flush().unwrap();
+    let segs = segments(dir.path());
+    assert_eq!(segs.len(), 10);
+    for s in &segs[..9] {
+        assert_eq!(fs::metadata(s).unwrap().len(), SEGMENT_HEADER + 3 * 66);
+    }
+    assert_eq!(fs::metadata(&segs[9]).unwrap().len(), 256);
+    drop(log);
+    // Zeros at the end of a middle segment, as if its trim never reached
+    // the disk.
+    let f = OpenOptions::new().write(true).open(&segs[4]).unwrap();
+    f.set_len(256).unwrap();
+    drop(f);
+    let (_, rec) = open(dir.path(), config);
+    assert_eq!(ids(&rec), (1..=30).collect::<Vec<_>>());
+    assert_eq!(
+        fs::metadata(&segs[4]).unwrap().len(),
+        SEGMENT_HEADER + 3 * 66
+    );
+}
+
+/// With fsync `never` nothing is preallocated (there is no fsync to save).
+#[test]
+fn no_zeros_ahead_with_fsync_never() {
+    let dir = TempDir::new("prealloc-never");
+    let config = StoreConfig::default().with_fsync(warren_persistence::FsyncPolicy::Never);
+    let (log, _) = open(dir.path(), config);
+    log.append(1, payload(0, 100), None).unwrap();
+    log.flush().unwrap();
+    let seg = segments(dir.path()).pop().unwrap();
+    assert_eq!(
+        fs::metadata(&seg).unwrap().len(),
+        SEGMENT_HEADER + FRAME_HEADER + 100
+    );
+}

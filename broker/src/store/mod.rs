@@ -10,6 +10,7 @@
 pub mod records;
 pub mod recovery;
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -99,6 +100,11 @@ pub struct Persistence {
     waiters: Arc<Waiters>,
     /// Highest id appended so far.
     appended: AtomicU64,
+    /// Delivery markers of discarded messages, each with the tombstone of
+    /// its message: a marker may only go (unlogged) once that tombstone is
+    /// durable, or reclamation could delete the marker while a crash can
+    /// still bring the message back, without its `redelivered` flag.
+    forgets: Mutex<VecDeque<(u64, RecordId)>>,
 }
 
 impl std::fmt::Debug for Persistence {
@@ -137,6 +143,7 @@ impl Persistence {
                 log,
                 waiters,
                 appended: AtomicU64::new(appended),
+                forgets: Mutex::new(VecDeque::new()),
             }),
             recovered,
         ))
@@ -162,14 +169,39 @@ impl Persistence {
 
     /// Undoes a record durably.
     pub fn tombstone(&self, target: RecordId) {
+        self.tombstone_id(target);
+    }
+
+    /// Undoes a record durably; returns the tombstone's id.
+    fn tombstone_id(&self, target: RecordId) -> Option<RecordId> {
         match self
             .log
             .append(records::TOMBSTONE, Bytes::new(), Some(target))
         {
-            Ok(id) => {
-                self.note(id);
+            Ok(id) => Some(self.note(id)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot write to the log");
+                None
             }
-            Err(e) => tracing::error!(error = %e, "cannot write to the log"),
+        }
+    }
+
+    /// Frees the markers whose message's tombstone is durable by now.
+    fn release_forgets(&self, durable: u64) {
+        let due: Vec<RecordId> = {
+            let mut q = self.forgets.lock();
+            let mut due = Vec::new();
+            while let Some(&(lsn, marker)) = q.front() {
+                if lsn > durable {
+                    break;
+                }
+                q.pop_front();
+                due.push(marker);
+            }
+            due
+        };
+        for marker in due {
+            self.forget(marker);
         }
     }
 
@@ -204,10 +236,11 @@ impl Persistence {
 
     /// A message left its queue for good (acked, dropped, purged).
     pub fn discard(&self, p: &Persisted) {
-        if let Some(marker) = p.marker {
-            self.forget(marker);
+        let tombstone = self.tombstone_id(p.record);
+        if let (Some(marker), Some(t)) = (p.marker, tombstone) {
+            self.forgets.lock().push_back((t.0, marker));
         }
-        self.tombstone(p.record);
+        self.release_forgets(self.durable());
         if let Some(body) = &p.body {
             if body.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
                 self.tombstone(body.record);
@@ -235,6 +268,8 @@ impl Persistence {
     pub fn close(&self) {
         if let Err(e) = self.log.flush() {
             tracing::error!(error = %e, "cannot flush the log");
+        } else {
+            self.release_forgets(u64::MAX);
         }
         self.log.close();
         let s = self.log.stats();

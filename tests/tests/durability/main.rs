@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod damage;
+mod dead;
+mod recovery_time;
 mod space;
 
 use std::path::{Path, PathBuf};
