@@ -194,7 +194,7 @@ impl Channel {
                 let x = self.bindable_exchange(ctx, &m.exchange)?;
                 ctx.vhost
                     .unbind(&x, &Destination::Queue(queue), &m.routing_key, &m.arguments);
-                self.reply(Method::QueueUnbindOk);
+                self.reply_durable(Method::QueueUnbindOk);
                 Ok(())
             }
             Method::QueuePurge(m) => {
@@ -335,7 +335,7 @@ impl Channel {
                 for op in tx.acks {
                     self.apply_ack(op)?;
                 }
-                self.reply(Method::TxCommitOk);
+                self.reply_durable(Method::TxCommitOk);
                 Ok(())
             }
             Method::TxRollback => {
@@ -351,9 +351,25 @@ impl Channel {
         }
     }
 
+    /// Replies to a method that may have written to the log (a declare,
+    /// bind, delete, purge or commit): the reply promises durability, so it
+    /// waits until what the method appended is durable.
     fn reply_unless(&self, no_wait: bool, method: Method) {
         if !no_wait {
-            self.reply(method);
+            self.reply_durable(method);
+        }
+    }
+
+    fn reply_durable(&self, method: Method) {
+        match &self.store {
+            Some(store) if store.appended() > self.op_start => {
+                let item = Outbound::Method {
+                    channel: self.id(),
+                    method,
+                };
+                self.link.send_after(store.appended(), item, Some(store));
+            }
+            _ => self.reply(method),
         }
     }
 
@@ -462,7 +478,7 @@ impl Channel {
         };
         self.last_queue = Some(queue.name.clone());
         if !m.no_wait {
-            self.reply(Method::QueueDeclareOk(QueueDeclareOk {
+            self.reply_durable(Method::QueueDeclareOk(QueueDeclareOk {
                 queue: queue.name.clone(),
                 message_count: queue.message_count(),
                 consumer_count: queue.consumer_count(),

@@ -250,3 +250,48 @@ async fn a_second_broker_cannot_use_the_same_directory() {
     broker.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Replies that promise durability (declare-ok, bind-ok, commit-ok…) wait
+/// for the log: with a log that cannot write (its first segment's name is
+/// taken by a directory), a durable queue's declare-ok never comes, while a
+/// transient queue's, which needs no log, comes at once.
+#[tokio::test]
+async fn declare_ok_waits_for_the_log() {
+    let dir = temp_dir("declare-waits");
+    std::fs::create_dir_all(dir.join("00000000000000000001.wlog")).unwrap();
+    let (broker, url) = start(&dir).await;
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let declared = tokio::time::timeout(
+        Duration::from_millis(500),
+        ch.queue_declare("never-durable".into(), durable, FieldTable::default()),
+    )
+    .await;
+    assert!(
+        declared.is_err(),
+        "declare-ok sent although the queue is not in the log: {declared:?}"
+    );
+    let ch2 = conn.create_channel().await.unwrap();
+    tokio::time::timeout(
+        WAIT,
+        ch2.queue_declare(
+            "transient".into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("a transient declare needs no log")
+    .unwrap();
+    let _ = tokio::time::timeout(WAIT, conn.close(200, "bye".into())).await;
+    tokio::time::timeout(WAIT, broker.shutdown())
+        .await
+        .expect("shutdown with a failed log");
+    let _ = std::fs::remove_dir_all(&dir);
+}
