@@ -73,6 +73,7 @@ impl BasicPublish {
     /// broker decodes most. Each string costs an atomic reference count on
     /// the read buffer; the routing key reuses the payload's own instead,
     /// trimmed in place, which is a measurable share of a publish.
+    #[inline(always)]
     pub(crate) fn decode_owned(mut payload: Bytes) -> Result<BasicPublish, DecodeError> {
         let fields = (take(4usize), be_u16, short_bytes, short_bytes, be_u8)
             .parse_complete(payload.as_ref());

@@ -105,7 +105,7 @@ methods! {
 impl Method {
     /// [`Method::decode`] for a payload the caller gives up, which lets
     /// basic.publish keep it (see [`BasicPublish::decode_owned`]).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn decode_owned(payload: Bytes) -> Result<Method, DecodeError> {
         if payload.starts_with(&[0, 60, 0, 40]) {
             return BasicPublish::decode_owned(payload).map(Method::BasicPublish);
