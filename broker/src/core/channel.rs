@@ -683,7 +683,29 @@ impl Channel {
         let Some(header) = p.header else {
             return Ok(());
         };
-        if let (Some(user), Some(claimed)) = (&ctx.user, &header.properties.user_id) {
+        let body = p.single.unwrap_or_else(|| p.body.freeze());
+        let msg = Arc::new(Message {
+            exchange: p.method.exchange.clone(),
+            routing_key: p.method.routing_key.clone(),
+            properties: header.properties,
+            raw_properties: header.raw_properties,
+            body,
+        });
+        self.publish_message(ctx, p.method, msg)
+    }
+
+    /// A complete message from a publisher — assembled from its frames, or
+    /// handed over whole by an in-process publisher: checks its properties,
+    /// then routes it (or keeps it for tx.commit). `msg` must not be shared
+    /// yet (a direct reply-to rewrites its properties).
+    pub fn publish_message(
+        &mut self,
+        ctx: &mut SessionCtx,
+        method: BasicPublish,
+        mut msg: Arc<Message>,
+    ) -> Result<(), AmqpError> {
+        let properties = &msg.properties;
+        if let (Some(user), Some(claimed)) = (&ctx.user, &properties.user_id) {
             if claimed.as_bytes() != user.as_bytes() {
                 return Err(AmqpError::precondition(format!(
                     "user_id property set to {} but authenticated user was '{user}'",
@@ -691,8 +713,6 @@ impl Channel {
                 )));
             }
         }
-        let mut properties = header.properties;
-        let mut raw_properties = header.raw_properties;
         if let Some(exp) = &properties.expiration {
             check_expiration(exp)?;
         }
@@ -720,24 +740,19 @@ impl Channel {
                     "fast reply consumer does not exist",
                 ));
             };
-            properties.reply_to = Some(own.clone());
-            raw_properties = Bytes::new();
+            let Some(m) = Arc::get_mut(&mut msg) else {
+                return Err(AmqpError::internal("published message already shared"));
+            };
+            m.properties.reply_to = Some(own.clone());
+            m.raw_properties = Bytes::new();
         }
-        let body = p.single.unwrap_or_else(|| p.body.freeze());
-        let msg = Arc::new(Message {
-            exchange: p.method.exchange.clone(),
-            routing_key: p.method.routing_key.clone(),
-            properties,
-            raw_properties,
-            body,
-        });
         if let ChannelMode::Tx = self.mode {
             // Check the exchange now so the error comes with the publish.
-            self.publish_exchange(ctx, &p.method.exchange)?;
-            self.tx.publishes.push((p.method, msg));
+            self.publish_exchange(ctx, &method.exchange)?;
+            self.tx.publishes.push((method, msg));
             return Ok(());
         }
-        self.route_and_enqueue(ctx, &p.method, msg)
+        self.route_and_enqueue(ctx, &method, msg)
     }
 
     fn publish_exchange(

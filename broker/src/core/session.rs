@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use warren_protocol::{BasicProperties, BasicPublish, ChannelClose, ContentHeader, Frame, Method};
+use warren_protocol::{BasicPublish, ChannelClose, Frame, Method};
 
 use super::channel::Channel;
 use super::link::{ChannelLink, ConnectionLink};
+use super::message::Message;
 use super::outbox::Outbound;
 use super::queue::Queue;
 use super::vhost::VHost;
@@ -98,29 +98,28 @@ impl Session {
         }
     }
 
-    /// A whole basic.publish at once, for in-process publishers: what the
-    /// method, header and body frames do, without building the frames or
-    /// encoding the properties.
+    /// A whole basic.publish at once, for in-process publishers: the
+    /// message is built by the caller (one allocation, nothing encoded) and
+    /// goes through the same checks, routing and confirms as one assembled
+    /// from method, header and body frames.
     pub fn publish(
         &mut self,
         channel: u16,
         method: BasicPublish,
-        properties: BasicProperties,
-        body: Bytes,
+        msg: Arc<Message>,
     ) -> Result<(), AmqpError> {
-        let header = ContentHeader {
-            class_id: 60,
-            body_size: body.len() as u64,
-            properties,
-            raw_properties: Bytes::new(),
-        };
+        let max = self.ctx.max_message_size;
         self.with_channel(channel, |ch, ctx| {
-            ch.handle(ctx, Method::BasicPublish(method))?;
-            ch.on_header(ctx, header)?;
-            if !body.is_empty() {
-                ch.on_body(ctx, body)?;
+            if method.immediate {
+                return Err(AmqpError::not_implemented("immediate=true"));
             }
-            Ok(())
+            if msg.body.len() as u64 > max {
+                return Err(AmqpError::precondition(format!(
+                    "message size {} is larger than configured max size {max}",
+                    msg.body.len()
+                )));
+            }
+            ch.publish_message(ctx, method, msg)
         })
     }
 
@@ -237,6 +236,9 @@ impl Session {
 
     /// The error that closed channel `id`, if the server closed it.
     pub fn take_channel_error(&mut self, id: u16) -> Option<AmqpError> {
+        if self.channel_errors.is_empty() {
+            return None;
+        }
         self.channel_errors.remove(&id)
     }
 

@@ -1,7 +1,10 @@
 //! An in-process channel: the methods of an AMQP channel as calls.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -17,6 +20,7 @@ use super::connection::ConnInner;
 use super::consumer::{Confirmation, Consumer, ConsumerShared, Returned};
 use super::router::{Pending, Reply, ReplyTx};
 use super::short;
+use crate::core::message::Message;
 use crate::core::outbox::Outbox;
 use crate::error::AmqpError;
 
@@ -88,6 +92,35 @@ pub struct QueueInfo {
     pub consumer_count: u32,
 }
 
+/// How many publishes on a channel between two cooperative yields.
+const YIELD_EVERY: u32 = 128;
+
+/// The outcome of [`Channel::basic_publish`]. The message was published
+/// already; awaiting this gives the result (and now and then yields to the
+/// runtime once first).
+#[derive(Debug)]
+#[must_use = "the message is published already; await this to see whether it was refused"]
+pub struct Publish {
+    result: Option<Result<Confirmation, AmqpError>>,
+    yield_first: bool,
+}
+
+impl Future for Publish {
+    type Output = Result<Confirmation, AmqpError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.yield_first {
+            self.yield_first = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        match self.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Ready(Err(AmqpError::internal("publish polled after completion"))),
+        }
+    }
+}
+
 struct ChannelInner {
     conn: Arc<ConnInner>,
     id: u16,
@@ -98,6 +131,8 @@ struct ChannelInner {
     /// The names of the last publish: publishing again to the same exchange
     /// and routing key reuses them instead of copying the strings.
     names: Mutex<(ShortStr, ShortStr)>,
+    /// Publishes so far, for the cooperative yield of [`Publish`].
+    publishes: AtomicU32,
 }
 
 impl Drop for ChannelInner {
@@ -166,6 +201,7 @@ impl Channel {
                 closed,
                 confirming: AtomicBool::new(false),
                 names: Mutex::new((ShortStr::default(), ShortStr::default())),
+                publishes: AtomicU32::new(0),
             }),
         }
     }
@@ -436,14 +472,37 @@ impl Channel {
     /// basic.publish: routes a message through `exchange` ("" is the
     /// default exchange, which routes to the queue named `routing_key`).
     ///
-    /// The message is in its queues when this returns; the body is shared
-    /// with the consumers, never copied. On a channel in confirm mode, the
-    /// returned [`Confirmation`] resolves with the broker's confirm;
-    /// otherwise it resolves at once and may be dropped.
+    /// The message is published when `basic_publish` is called — it is in
+    /// its queues, or refused, before the returned [`Publish`] is awaited.
+    /// Awaiting gives the outcome and, every so often, lets the other tasks
+    /// of the runtime (consumers, for one) run, as tokio's own channels do:
+    /// a publisher in a loop does not starve its consumers. On a channel in
+    /// confirm mode, the [`Confirmation`] resolves with the broker's
+    /// confirm; otherwise it resolves at once and may be dropped.
+    ///
+    /// The body is shared with the consumers, never copied; the message
+    /// costs one allocation. Publishing again to the same exchange and
+    /// routing key reuses their names instead of copying them.
     ///
     /// Publishing to a missing exchange fails with 404 NOT_FOUND and
     /// closes the channel, as over TCP.
-    pub async fn basic_publish(
+    pub fn basic_publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        options: PublishOptions,
+        properties: BasicProperties,
+        body: Bytes,
+    ) -> Publish {
+        let result = self.publish_now(exchange, routing_key, options, properties, body);
+        let n = self.inner.publishes.fetch_add(1, Ordering::Relaxed);
+        Publish {
+            result: Some(result),
+            yield_first: n % YIELD_EVERY == YIELD_EVERY - 1,
+        }
+    }
+
+    fn publish_now(
         &self,
         exchange: &str,
         routing_key: &str,
@@ -453,6 +512,15 @@ impl Channel {
     ) -> Result<Confirmation, AmqpError> {
         self.check_open()?;
         let (exchange, routing_key) = self.names(exchange, routing_key)?;
+        // The one allocation of a publish: the message, shared by every
+        // queue it reaches and every delivery of it.
+        let msg = Arc::new(Message {
+            exchange: exchange.clone(),
+            routing_key: routing_key.clone(),
+            properties,
+            raw_properties: Bytes::new(),
+            body,
+        });
         let method = BasicPublish {
             exchange,
             routing_key,
@@ -461,11 +529,11 @@ impl Channel {
         };
         let id = self.inner.id;
         let conn = &self.inner.conn;
-        let weak = Arc::downgrade(conn);
         if !self.inner.confirming.load(Ordering::Acquire) {
-            conn.exec(id, |s, _| s.publish(id, method, properties, body))?;
-            return Ok(Confirmation::new(None, weak, id));
+            conn.exec(id, |s, _| s.publish(id, method, msg))?;
+            return Ok(Confirmation::new(None, Weak::new(), id));
         }
+        let weak = Arc::downgrade(conn);
         let (tx, rx) = oneshot::channel();
         conn.exec(id, |s, routes| {
             if let Some(ch) = routes.lock().channels.get_mut(&id) {
@@ -473,7 +541,7 @@ impl Channel {
                 ch.confirms.push_back((*seq, tx));
                 *seq += 1;
             }
-            s.publish(id, method, properties, body)
+            s.publish(id, method, msg)
         })?;
         Ok(Confirmation::new(Some(rx), weak, id))
     }

@@ -52,7 +52,7 @@ mod consumer;
 mod router;
 
 pub use channel::{
-    Channel, ConsumeOptions, ExchangeDeclareOptions, PublishOptions, QueueDeclareOptions,
+    Channel, ConsumeOptions, ExchangeDeclareOptions, Publish, PublishOptions, QueueDeclareOptions,
     QueueDeleteOptions, QueueInfo,
 };
 pub use connection::Connection;

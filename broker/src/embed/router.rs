@@ -164,11 +164,18 @@ pub(crate) async fn run(
     let mut batch = VecDeque::new();
     let mut staging = Staging::default();
     let mut shutting_down = false;
+    let mut just_routed = false;
     loop {
         link.outbox.drain_into(&mut batch);
         if batch.is_empty() {
             if link.outbox.is_closed() {
                 break;
+            }
+            if std::mem::take(&mut just_routed) {
+                // Let the publisher add more before going to sleep: a wake-up
+                // from another thread costs more than one more poll.
+                tokio::task::yield_now().await;
+                continue;
             }
             tokio::select! {
                 _ = link.outbox.notified() => {}
@@ -186,6 +193,7 @@ pub(crate) async fn run(
             }
             continue;
         }
+        just_routed = true;
         let total = Outbox::cost_of(&batch);
         let handed = route_batch(&mut batch, &routes, &conn, &mut staging);
         link.outbox.written(total.saturating_sub(handed));
