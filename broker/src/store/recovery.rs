@@ -66,7 +66,6 @@ pub fn restore(
     let vhost_of = |name: &ShortStr| vhosts.get(name.as_str().unwrap_or_default()).cloned();
     let mut queues: HashMap<u64, Arc<Queue>> = HashMap::new();
     let mut bodies: HashMap<u64, (Arc<Message>, Arc<SharedBody>)> = HashMap::new();
-    let mut restored_messages: HashMap<u64, ()> = HashMap::new();
 
     for r in records {
         let ok = match r.kind {
@@ -124,19 +123,17 @@ pub fn restore(
                         let persisted = Persisted {
                             record: r.id,
                             body: Some(body.clone()),
-                            marker: markers.get(&r.id.0).copied(),
+                            marker: markers.remove(&r.id.0),
                         };
                         let Some(queue) = queues.get(&qrec.0) else {
                             // Its queue is gone (deleted while this copy
                             // was unacked): drop this copy like an ack
                             // would, so the body goes with its last copy.
                             store.discard(&persisted);
-                            restored_messages.insert(r.id.0, ());
                             out.dropped += 1;
                             return Some(());
                         };
                         queue.restore(msg.clone(), persisted);
-                        restored_messages.insert(r.id.0, ());
                         out.messages += 1;
                         Some(())
                     })
@@ -147,7 +144,7 @@ pub fn restore(
                     .and_then(|(qrec, content)| {
                         let queue = queues.get(&qrec.0)?;
                         let msg = message(content)?;
-                        let marker = markers.get(&r.id.0).copied();
+                        let marker = markers.remove(&r.id.0);
                         queue.restore(
                             msg,
                             Persisted {
@@ -156,7 +153,6 @@ pub fn restore(
                                 marker,
                             },
                         );
-                        restored_messages.insert(r.id.0, ());
                         out.messages += 1;
                         Some(())
                     })
@@ -188,11 +184,10 @@ pub fn restore(
             }
         }
     }
-    // Markers of messages that are gone, and bodies no queue holds any more.
-    for (target, marker) in markers {
-        if !restored_messages.contains_key(&target) {
-            store.forget(marker);
-        }
+    // Markers left are those of messages that are gone (a restored message
+    // took its own); then bodies no queue holds any more.
+    for marker in markers.into_values() {
+        store.forget(marker);
     }
     for (id, _) in bodies.iter().filter(|(id, _)| !body_refs.contains_key(id)) {
         store.tombstone(RecordId(*id));
