@@ -7,8 +7,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use warren_protocol::{
-    decode_frame, encode_method_frame, encode_protocol_header, ConnectionOpen, ConnectionStartOk,
-    ConnectionTuneOk, FieldTable, Frame, LongStr, Method, ShortStr,
+    decode_frame, encode_method_frame, encode_protocol_header, ConnectionClose, ConnectionOpen,
+    ConnectionStartOk, ConnectionTuneOk, FieldTable, Frame, LongStr, Method, ShortStr,
 };
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -29,7 +29,9 @@ impl Conn {
         let mut c = Conn {
             reader,
             writer,
-            rbuf: BytesMut::with_capacity(256 * 1024),
+            // Grown on demand by the read loops; small so that thousands of
+            // idle connections stay cheap.
+            rbuf: BytesMut::with_capacity(4 * 1024),
             frame_max: 131_072,
         };
         let mut out = BytesMut::new();
@@ -90,10 +92,30 @@ impl Conn {
             if let Some(f) = decode_frame(&mut self.rbuf, 0)? {
                 return Ok(f);
             }
-            self.rbuf.reserve(64 * 1024);
+            self.rbuf.reserve(4 * 1024);
             if self.reader.read_buf(&mut self.rbuf).await? == 0 {
                 return Err("connection closed by broker".into());
             }
+        }
+    }
+
+    /// Sends a method and returns the reply (the next method frame).
+    pub async fn call(&mut self, channel: u16, method: Method) -> Result<Method> {
+        self.send(channel, method).await?;
+        self.recv_method().await
+    }
+
+    /// connection.close, then waits for close-ok.
+    pub async fn close(mut self) -> Result<()> {
+        let close = Method::ConnectionClose(ConnectionClose {
+            reply_code: 200,
+            reply_text: ShortStr::from_static("bye"),
+            class_id: 0,
+            method_id: 0,
+        });
+        match self.call(0, close).await? {
+            Method::ConnectionCloseOk => Ok(()),
+            m => Err(format!("expected close-ok, got {m:?}").into()),
         }
     }
 

@@ -1,10 +1,20 @@
 //! warren-load: a PerfTest-style load generator for AMQP 0-9-1 brokers.
 //!
-//! Publishers and consumers on one queue, fixed message size, optional
-//! confirms and prefetch, for a bounded duration. Prints rates, latency
+//! Publishers and consumers on one or more queues (optionally behind an
+//! exchange, e.g. fan-out), fixed message size, optional confirms, prefetch
+//! and rate limit, for a bounded duration. Prints rates, latency
 //! percentiles and (given the broker's pid) the broker's CPU time and RSS.
+//!
+//! Other modes: `--idle --connections N` (broker RSS per idle connection),
+//! `--churn` (connections opened and closed per second),
+//! `warren-load sink` (a do-nothing AMQP server: the generator's own
+//! ceiling) and `warren-load startup -- CMD` (time until a broker accepts
+//! connections).
 
 mod client;
+mod conns;
+mod report;
+mod sink;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,11 +26,12 @@ use tokio::io::AsyncReadExt;
 use tokio::io::AsyncWriteExt;
 use warren_protocol::{
     encode_body_frames, encode_header_frame, encode_method_frame, BasicAck, BasicConsume,
-    BasicProperties, BasicPublish, BasicQos, ConfirmSelect, FieldTable, Frame, Method,
-    QueueDeclare, QueueDelete, ShortStr,
+    BasicProperties, BasicPublish, BasicQos, ConfirmSelect, ExchangeDeclare, ExchangeDelete,
+    FieldTable, FieldValue, Frame, LongStr, Method, QueueBind, QueueDeclare, QueueDelete, ShortStr,
 };
 
 use client::{Conn, Result};
+use report::Json;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "AMQP 0-9-1 load generator (PerfTest-like)")]
@@ -31,7 +42,7 @@ struct Args {
     /// Number of publishing connections.
     #[arg(short = 'x', long, default_value_t = 1)]
     producers: usize,
-    /// Number of consuming connections.
+    /// Number of consuming connections (per queue; 0 = publish only).
     #[arg(short = 'y', long, default_value_t = 1)]
     consumers: usize,
     /// Message body size in bytes (at least 8: the send timestamp).
@@ -58,6 +69,44 @@ struct Args {
     /// Queue name (default: a fresh one, deleted at the end).
     #[arg(short = 'u', long)]
     queue: Option<String>,
+    /// Number of queues (QUEUE-0..QUEUE-<N-1> when more than one), with -y
+    /// consumers each. Publishers take them round-robin, unless
+    /// --exchange routes to all of them.
+    #[arg(long, default_value_t = 1)]
+    queues: usize,
+    /// Publish to a fresh exchange of this type (fanout, direct, topic),
+    /// bound to every queue with the queue's name as key, instead of to the
+    /// default exchange.
+    #[arg(short = 't', long)]
+    exchange: Option<String>,
+    /// Stop each publisher after this many messages (0 = no limit); the run
+    /// then ends once they are all consumed (or at -z).
+    #[arg(short = 'C', long, default_value_t = 0)]
+    pmessages: u64,
+    /// Leave the queues and exchange in place at the end.
+    #[arg(long)]
+    keep: bool,
+    /// queue.declare arguments, e.g. 'x-queue-type=fifo,x-max-length=1000'
+    /// (integers, true/false, else strings).
+    #[arg(long, default_value = "")]
+    queue_args: String,
+    /// Put messages in N message groups (x-group-id g0..g<N-1>, round-robin).
+    #[arg(long, default_value_t = 0)]
+    groups: usize,
+    /// Give every message a distinct message-id (for FIFO deduplication).
+    #[arg(long)]
+    message_ids: bool,
+    /// Open --connections connections with a channel each, hold them idle
+    /// for -z seconds and report the broker's RSS per connection.
+    #[arg(long)]
+    idle: bool,
+    /// How many connections --idle opens (-x of them at a time, 16 to 256).
+    #[arg(long, default_value_t = 0)]
+    connections: usize,
+    /// Connection churn: -x loops of connect, channel.open, queue.declare,
+    /// connection.close, for -z seconds; reports connections per second.
+    #[arg(long)]
+    churn: bool,
     /// The broker's pid, to report its CPU time and RSS over the run.
     #[arg(long)]
     pid: Option<u32>,
@@ -73,41 +122,108 @@ struct Shared {
     epoch: Instant,
     stop: AtomicBool,
     published: AtomicU64,
+    /// Messages confirmed (acked) by the broker, all publishers together.
     confirmed: AtomicU64,
     consumed: AtomicU64,
 }
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
-    if let Err(e) = run(args).await {
+    let mode = std::env::args().nth(1);
+    let result = match mode.as_deref() {
+        Some("sink") => sink::run(sink::SinkArgs::parse_from(std::env::args().skip(1))).await,
+        Some("startup") => {
+            conns::startup(conns::StartupArgs::parse_from(std::env::args().skip(1))).await
+        }
+        _ => run(Args::parse()).await,
+    };
+    if let Err(e) = result {
         eprintln!("warren-load: {e}");
         std::process::exit(1);
     }
 }
 
 async fn run(args: Args) -> Result<()> {
-    let queue = args
+    if args.idle {
+        if args.connections == 0 {
+            return Err("--idle needs --connections N".into());
+        }
+        return conns::idle(&args).await;
+    }
+    if args.churn {
+        return conns::churn(&args).await;
+    }
+    let base = args
         .queue
         .clone()
         .unwrap_or_else(|| format!("warren-load-{}", std::process::id()));
-    let queue = ShortStr::try_from(queue.as_str())?;
+    let queues: Vec<ShortStr> = if args.queues <= 1 {
+        vec![ShortStr::try_from(base.as_str())?]
+    } else {
+        (0..args.queues)
+            .map(|i| ShortStr::try_from(format!("{base}-{i}")))
+            .collect::<std::result::Result<_, _>>()?
+    };
+    let queue_args = parse_table(&args.queue_args)?;
     let mut setup = Conn::open(&args.uri).await?;
-    setup
-        .send(
-            1,
-            Method::QueueDeclare(QueueDeclare {
-                queue: queue.clone(),
-                passive: false,
-                durable: args.persistent,
-                exclusive: false,
-                auto_delete: false,
-                no_wait: false,
-                arguments: FieldTable::default(),
-            }),
-        )
-        .await?;
-    setup.recv_method().await?;
+    for queue in &queues {
+        setup
+            .call(
+                1,
+                Method::QueueDeclare(QueueDeclare {
+                    queue: queue.clone(),
+                    passive: false,
+                    durable: args.persistent,
+                    exclusive: false,
+                    auto_delete: false,
+                    no_wait: false,
+                    arguments: queue_args.clone(),
+                }),
+            )
+            .await?;
+    }
+    let exchange = match &args.exchange {
+        None => ShortStr::default(),
+        Some(kind) => {
+            let name = ShortStr::try_from(format!("{base}-{kind}"))?;
+            setup
+                .call(
+                    1,
+                    Method::ExchangeDeclare(ExchangeDeclare {
+                        exchange: name.clone(),
+                        kind: ShortStr::try_from(kind.as_str())?,
+                        passive: false,
+                        durable: args.persistent,
+                        auto_delete: false,
+                        internal: false,
+                        no_wait: false,
+                        arguments: FieldTable::default(),
+                    }),
+                )
+                .await?;
+            for queue in &queues {
+                setup
+                    .call(
+                        1,
+                        Method::QueueBind(QueueBind {
+                            queue: queue.clone(),
+                            exchange: name.clone(),
+                            routing_key: queue.clone(),
+                            no_wait: false,
+                            arguments: FieldTable::default(),
+                        }),
+                    )
+                    .await?;
+            }
+            name
+        }
+    };
+    // Deliveries per published message, when every queue has consumers.
+    let fan_out = if args.exchange.as_deref() == Some("fanout") {
+        queues.len() as u64
+    } else {
+        1
+    };
 
     let shared = Arc::new(Shared {
         epoch: Instant::now(),
@@ -117,34 +233,74 @@ async fn run(args: Args) -> Result<()> {
         consumed: AtomicU64::new(0),
     });
     let mut consumers = Vec::new();
-    for _ in 0..args.consumers {
-        let c = Conn::open(&args.uri).await?;
-        consumers.push(tokio::spawn(consume(
-            c,
-            args.clone(),
-            queue.clone(),
-            shared.clone(),
-        )));
+    for queue in &queues {
+        for _ in 0..args.consumers {
+            let c = Conn::open(&args.uri).await?;
+            consumers.push(tokio::spawn(consume(
+                c,
+                args.clone(),
+                queue.clone(),
+                shared.clone(),
+            )));
+        }
     }
+    let rss_start = args.pid.and_then(proc_rss_kb);
     let cpu_before = args.pid.and_then(proc_cpu_ticks);
     let start = Instant::now();
     let mut producers = Vec::new();
-    for _ in 0..args.producers {
+    for i in 0..args.producers {
         let c = Conn::open(&args.uri).await?;
         producers.push(tokio::spawn(publish(
             c,
             args.clone(),
-            queue.clone(),
+            i,
+            exchange.clone(),
+            queues[i % queues.len()].clone(),
             shared.clone(),
         )));
     }
-    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    let deadline = start + Duration::from_secs(args.duration);
+    if args.pmessages == 0 {
+        tokio::time::sleep_until(deadline.into()).await;
+    } else {
+        // Until every message is published and (with consumers) consumed.
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let published = shared.published.load(Ordering::Relaxed);
+            let consumed = shared.consumed.load(Ordering::Relaxed);
+            if producers.iter().all(|p| p.is_finished())
+                && (args.consumers == 0 || consumed >= published * fan_out)
+            {
+                break;
+            }
+        }
+    }
     shared.stop.store(true, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
     let published = shared.published.load(Ordering::Relaxed);
+    let confirmed = shared.confirmed.load(Ordering::Relaxed);
     let consumed = shared.consumed.load(Ordering::Relaxed);
     let cpu_after = args.pid.and_then(proc_cpu_ticks);
     let rss_kb = args.pid.and_then(proc_rss_kb);
+    // Messages left in the queues (a passive declare each).
+    let mut queued: Option<u64> = Some(0);
+    for queue in &queues {
+        let passive = Method::QueueDeclare(QueueDeclare {
+            queue: queue.clone(),
+            passive: true,
+            durable: args.persistent,
+            exclusive: false,
+            auto_delete: false,
+            no_wait: false,
+            arguments: FieldTable::default(),
+        });
+        match tokio::time::timeout(Duration::from_secs(10), setup.call(1, passive)).await {
+            Ok(Ok(Method::QueueDeclareOk(ok))) => {
+                queued = queued.map(|q| q + ok.message_count as u64)
+            }
+            _ => queued = None,
+        }
+    }
 
     let mut latencies: Vec<u64> = Vec::new();
     for c in consumers {
@@ -165,17 +321,34 @@ async fn run(args: Args) -> Result<()> {
         let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
         latencies[i]
     };
-    let _ = setup
-        .send(
-            1,
-            Method::QueueDelete(QueueDelete {
-                queue,
-                if_unused: false,
-                if_empty: false,
-                no_wait: false,
-            }),
-        )
-        .await;
+    if !args.keep {
+        // Bounded: a broker may take a while to drop a long queue.
+        let cleanup = async {
+            for queue in &queues {
+                let delete = Method::QueueDelete(QueueDelete {
+                    queue: queue.clone(),
+                    if_unused: false,
+                    if_empty: false,
+                    no_wait: false,
+                });
+                setup.call(1, delete).await?;
+            }
+            if !exchange.is_empty() {
+                let delete = Method::ExchangeDelete(ExchangeDelete {
+                    exchange: exchange.clone(),
+                    if_unused: false,
+                    no_wait: false,
+                });
+                setup.call(1, delete).await?;
+            }
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        };
+        match tokio::time::timeout(Duration::from_secs(60), cleanup).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warren-load: cleanup failed: {e}"),
+            Err(_) => eprintln!("warren-load: cleanup timed out"),
+        }
+    }
 
     let cpu_secs = match (cpu_before, cpu_after) {
         (Some(a), Some(b)) => Some((b - a) as f64 / 100.0),
@@ -184,24 +357,65 @@ async fn run(args: Args) -> Result<()> {
     let handled = published.max(consumed).max(1);
     let cpu_us_per_msg = cpu_secs.map(|s| s * 1e6 / handled as f64);
     let pub_rate = published as f64 / elapsed;
+    let confirm_rate = confirmed as f64 / elapsed;
     let con_rate = consumed as f64 / elapsed;
     if args.json {
-        println!(
-            "{{\"label\":\"{}\",\"published_per_s\":{:.0},\"consumed_per_s\":{:.0},\"latency_us\":{{\"p50\":{},\"p95\":{},\"p99\":{}}},\"broker_cpu_s\":{},\"broker_cpu_us_per_msg\":{},\"broker_rss_kb\":{}}}",
-            args.label,
-            pub_rate,
-            con_rate,
-            pct(0.5),
-            pct(0.95),
-            pct(0.99),
-            cpu_secs.map_or("null".into(), |v| format!("{v:.2}")),
-            cpu_us_per_msg.map_or("null".into(), |v| format!("{v:.3}")),
-            rss_kb.map_or("null".into(), |v| v.to_string()),
+        // Keys as before (scripts read them), then the additions.
+        let mut j = Json::new(&args.label, "traffic");
+        j.num("published_per_s", pub_rate, 0);
+        j.num("confirmed_per_s", confirm_rate, 0);
+        j.num("confirmed", confirmed as f64, 0);
+        j.num("consumed_per_s", con_rate, 0);
+        j.raw(
+            "latency_us",
+            format!(
+                "{{\"p50\":{},\"p95\":{},\"p99\":{},\"p999\":{},\"max\":{},\"samples\":{}}}",
+                pct(0.5),
+                pct(0.95),
+                pct(0.99),
+                pct(0.999),
+                pct(1.0),
+                latencies.len()
+            ),
         );
+        j.opt("broker_cpu_s", cpu_secs, 2);
+        j.opt("broker_cpu_us_per_msg", cpu_us_per_msg, 3);
+        j.opt("broker_rss_kb", rss_kb.map(|v| v as f64), 0);
+        j.num("elapsed_s", elapsed, 2);
+        j.num("queues", queues.len() as f64, 0);
+        j.num("published", published as f64, 0);
+        j.num("consumed", consumed as f64, 0);
+        j.opt("queued", queued.map(|v| v as f64), 0);
+        j.opt(
+            "broker_cpu_us_per_published",
+            cpu_secs.map(|s| s * 1e6 / published.max(1) as f64),
+            3,
+        );
+        j.opt(
+            "broker_cpu_us_per_delivered",
+            cpu_secs
+                .filter(|_| consumed > 0)
+                .map(|s| s * 1e6 / consumed as f64),
+            3,
+        );
+        j.opt("broker_rss_start_kb", rss_start.map(|v| v as f64), 0);
+        // RSS growth over the run per message left queued (publish-only runs).
+        let per_queued = match (rss_start, rss_kb, queued) {
+            (Some(a), Some(b), Some(q)) if q > 0 => Some((b as f64 - a as f64) * 1024.0 / q as f64),
+            _ => None,
+        };
+        j.opt("broker_rss_growth_b_per_queued", per_queued, 1);
+        j.print(true);
     } else {
         println!(
             "published: {pub_rate:.0} msg/s   consumed: {con_rate:.0} msg/s   ({elapsed:.1} s)"
         );
+        if confirmed > 0 {
+            println!("confirmed: {confirm_rate:.0} msg/s   ({confirmed} messages)");
+        }
+        if let Some(q) = queued.filter(|&q| q > 0) {
+            println!("left queued: {q} messages in {} queue(s)", queues.len());
+        }
         println!(
             "latency µs: p50 {}  p75 {}  p95 {}  p99 {}",
             pct(0.5),
@@ -220,7 +434,14 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-async fn publish(mut c: Conn, args: Args, queue: ShortStr, shared: Arc<Shared>) -> Result<()> {
+async fn publish(
+    mut c: Conn,
+    args: Args,
+    producer: usize,
+    exchange: ShortStr,
+    queue: ShortStr,
+    shared: Arc<Shared>,
+) -> Result<()> {
     let confirms = args.confirm > 0;
     if confirms {
         c.send(1, Method::ConfirmSelect(ConfirmSelect { no_wait: false }))
@@ -231,16 +452,33 @@ async fn publish(mut c: Conn, args: Args, queue: ShortStr, shared: Arc<Shared>) 
         delivery_mode: Some(if args.persistent { 2 } else { 1 }),
         ..Default::default()
     };
+    // One set of properties per message group (x-group-id), used in turn.
+    let props: Vec<BasicProperties> = if args.groups == 0 {
+        vec![props]
+    } else {
+        (0..args.groups)
+            .map(|g| {
+                let group = FieldValue::LongStr(LongStr::from(format!("g{g}").as_str()));
+                let headers = [(ShortStr::from_static("x-group-id"), group)];
+                BasicProperties {
+                    headers: Some(headers.into_iter().collect()),
+                    ..props.clone()
+                }
+            })
+            .collect()
+    };
     let method = Method::BasicPublish(BasicPublish {
-        exchange: ShortStr::default(),
+        exchange,
         routing_key: queue,
         mandatory: false,
         immediate: false,
     });
     let size = args.size.max(8);
     let mut body = vec![0u8; size];
-    // Confirms come back on the read half; count them there.
-    let confirmed = shared.clone();
+    // Confirms come back on the read half; count them there. The window is
+    // per publisher (delivery tags are per channel).
+    let acked = Arc::new(AtomicU64::new(0));
+    let (confirmed, acked_by_reader) = (shared.clone(), acked.clone());
     let mut reader_conn = (c.reader, c.rbuf);
     let confirm_task = tokio::spawn(async move {
         let (reader, rbuf) = (&mut reader_conn.0, &mut reader_conn.1);
@@ -262,7 +500,12 @@ async fn publish(mut c: Conn, args: Args, queue: ShortStr, shared: Arc<Shared>) 
                     method: Method::BasicAck(a),
                     ..
                 }) => {
-                    confirmed.confirmed.store(a.delivery_tag, Ordering::Release);
+                    let before = acked_by_reader.fetch_max(a.delivery_tag, Ordering::AcqRel);
+                    if a.delivery_tag > before {
+                        confirmed
+                            .confirmed
+                            .fetch_add(a.delivery_tag - before, Ordering::Relaxed);
+                    }
                 }
                 Some(_) => {}
                 None => return,
@@ -274,9 +517,14 @@ async fn publish(mut c: Conn, args: Args, queue: ShortStr, shared: Arc<Shared>) 
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut sent: u64 = 0;
     let started = Instant::now();
-    while !shared.stop.load(Ordering::Relaxed) {
+    let limit = if args.pmessages > 0 {
+        args.pmessages
+    } else {
+        u64::MAX
+    };
+    while !shared.stop.load(Ordering::Relaxed) && sent < limit {
         if confirms {
-            while sent - shared.confirmed.load(Ordering::Acquire) >= args.confirm {
+            while sent - acked.load(Ordering::Acquire) >= args.confirm {
                 if shared.stop.load(Ordering::Relaxed) {
                     break;
                 }
@@ -290,17 +538,35 @@ async fn publish(mut c: Conn, args: Args, queue: ShortStr, shared: Arc<Shared>) 
                 tokio::time::sleep(due - now).await;
             }
         }
+        let batch = batch.min(limit - sent);
         for _ in 0..batch {
             let ts = shared.epoch.elapsed().as_nanos() as u64;
             body[..8].copy_from_slice(&ts.to_le_bytes());
             encode_method_frame(&mut out, 1, &method);
-            encode_header_frame(&mut out, 1, 60, size as u64, &props);
+            let p = &props[(sent % props.len() as u64) as usize];
+            if args.message_ids {
+                let id = ShortStr::try_from(format!("{producer}-{sent}"))?;
+                let p = BasicProperties {
+                    message_id: Some(id),
+                    ..p.clone()
+                };
+                encode_header_frame(&mut out, 1, 60, size as u64, &p);
+            } else {
+                encode_header_frame(&mut out, 1, 60, size as u64, p);
+            }
             encode_body_frames(&mut out, 1, &body, c.frame_max);
             sent += 1;
         }
         c.writer.write_all(&out).await?;
         out.clear();
         shared.published.fetch_add(batch, Ordering::Relaxed);
+    }
+    // With -C, wait (until the run stops) for the last confirms.
+    while confirms && sent < u64::MAX && acked.load(Ordering::Acquire) < sent {
+        if shared.stop.load(Ordering::Relaxed) || args.pmessages == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     confirm_task.abort();
     Ok(())
@@ -339,9 +605,13 @@ async fn consume(
     let mut latencies = Vec::new();
     let mut acks = BytesMut::with_capacity(16 * 1024);
     let mut pending_tag = None;
-    let mut n: u64 = 0;
+    // Every message at a fixed rate (latency runs); else one in 16, to keep
+    // memory bounded on long runs.
+    let sample_every: u32 = if args.rate > 0 { 1 } else { 16 };
+    let mut sample_in = sample_every;
     while !shared.stop.load(Ordering::Relaxed) {
         // Handle every frame already read, then send their acks in one write.
+        let mut got = 0;
         while let Some(frame) = warren_protocol::decode_frame(&mut c.rbuf, 0)? {
             match frame {
                 Frame::Method {
@@ -350,16 +620,19 @@ async fn consume(
                 } => pending_tag = Some(d.delivery_tag),
                 Frame::Body { payload, .. } => {
                     if payload.len() >= 8 {
-                        n += 1;
-                        // Sample one in 16 to keep memory bounded on long runs.
-                        if n % 16 == 0 {
+                        got += 1;
+                        sample_in -= 1;
+                        if sample_in == 0 {
+                            sample_in = sample_every;
                             let mut ts = [0u8; 8];
                             ts.copy_from_slice(&payload[..8]);
                             let sent = u64::from_le_bytes(ts);
                             let now = shared.epoch.elapsed().as_nanos() as u64;
-                            latencies.push(now.saturating_sub(sent) / 1000);
+                            // A zero stamp (the sink's deliveries) is no sample.
+                            if sent != 0 && sent <= now {
+                                latencies.push((now - sent) / 1000);
+                            }
                         }
-                        shared.consumed.fetch_add(1, Ordering::Relaxed);
                     }
                     if let (Some(tag), false) = (pending_tag.take(), args.autoack) {
                         let ack = Method::BasicAck(BasicAck {
@@ -392,6 +665,7 @@ async fn consume(
                 _ => {}
             }
         }
+        shared.consumed.fetch_add(got, Ordering::Relaxed);
         if !acks.is_empty() {
             c.writer.write_all(&acks).await?;
             acks.clear();
@@ -406,6 +680,26 @@ async fn consume(
         }
     }
     Ok(latencies)
+}
+
+/// `k=v,k=v` as a field table: integers as signed 64-bit, true/false as
+/// booleans, anything else as a string.
+fn parse_table(spec: &str) -> Result<FieldTable> {
+    let mut t = FieldTable::default();
+    for pair in spec.split(',').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value in {pair:?}"))?;
+        let v = v.trim();
+        let value = match (v.parse::<i64>(), v) {
+            (Ok(n), _) => FieldValue::I64(n),
+            (_, "true") => FieldValue::Bool(true),
+            (_, "false") => FieldValue::Bool(false),
+            _ => FieldValue::LongStr(LongStr::from(v)),
+        };
+        t.insert(ShortStr::try_from(k.trim())?, value);
+    }
+    Ok(t)
 }
 
 /// utime + stime of a process, in clock ticks (100 per second on Linux).
