@@ -3,16 +3,18 @@
 //! Messages are kept per message group (`x-group-id`, or the default group).
 //! A group whose messages are delivered and not yet acked belongs to the
 //! consumer (or basic.get channel) holding them: only it gets the group's
-//! next messages. Free groups go to whoever asks first, oldest head first.
+//! next messages. A consumer with room gets the oldest message it may have:
+//! the head of one of its own groups or of a free group, whichever is older.
 
+use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use warren_persistence::RecordId;
-use warren_protocol::{FieldValue, LongStr, ShortStr};
+use warren_protocol::FieldValue;
 
 use super::link::{ChannelLink, Consumer};
 use super::message::Message;
@@ -48,17 +50,17 @@ impl Owner {
     }
 }
 
-enum GroupKey {
-    Str(LongStr),
-    Other(String),
+enum GroupKey<'a> {
+    Str(&'a [u8]),
+    Owned(Vec<u8>),
     Default,
 }
 
-impl GroupKey {
+impl GroupKey<'_> {
     fn as_bytes(&self) -> &[u8] {
         match self {
-            GroupKey::Str(s) => s.as_bytes(),
-            GroupKey::Other(s) => s.as_bytes(),
+            GroupKey::Str(s) => s,
+            GroupKey::Owned(s) => s,
             GroupKey::Default => b"",
         }
     }
@@ -66,17 +68,78 @@ impl GroupKey {
 
 /// The group a message belongs to: its `x-group-id` header, or "" (the
 /// default group). A non-string header value is named by its text form.
-fn group_key(msg: &Message) -> GroupKey {
-    match msg
-        .properties
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("x-group-id"))
-    {
-        Some(FieldValue::LongStr(s)) => GroupKey::Str(s),
-        Some(other) => GroupKey::Other(format!("{other:?}")),
-        None => GroupKey::Default,
+fn group_key(msg: &Message) -> GroupKey<'_> {
+    let Some(headers) = msg.properties.headers.as_ref() else {
+        return GroupKey::Default;
+    };
+    match raw_long_str(headers.raw_bytes(), b"x-group-id") {
+        Raw::Str(s) => GroupKey::Str(s),
+        Raw::Absent => GroupKey::Default,
+        Raw::Other => match headers.get("x-group-id") {
+            Some(FieldValue::LongStr(s)) => GroupKey::Owned(s.as_bytes().to_vec()),
+            Some(other) => GroupKey::Owned(format!("{other:?}").into_bytes()),
+            None => GroupKey::Default,
+        },
     }
+}
+
+/// What [`raw_long_str`] found.
+enum Raw<'a> {
+    Str(&'a [u8]),
+    Absent,
+    /// Some other type, or bytes this scan does not know: decode properly.
+    Other,
+}
+
+/// Looks up `key` in encoded table entries without decoding anything (a
+/// header lookup per message is on the publish path). Only a long-string
+/// value is returned as such.
+fn raw_long_str<'a>(mut entries: &'a [u8], key: &[u8]) -> Raw<'a> {
+    loop {
+        let Some((&key_len, rest)) = entries.split_first() else {
+            return Raw::Absent;
+        };
+        let key_len = usize::from(key_len);
+        let Some((&letter, rest)) = rest.get(key_len..).and_then(<[u8]>::split_first) else {
+            return Raw::Other;
+        };
+        let this_key = &entries[1..=key_len];
+        let width = match letter {
+            b't' | b'b' | b'B' => 1,
+            b's' | b'u' => 2,
+            b'I' | b'i' | b'f' => 4,
+            b'D' => 5,
+            b'l' | b'L' | b'd' | b'T' => 8,
+            b'V' => 0,
+            b'S' | b'x' | b'F' | b'A' => match rest.get(..4) {
+                Some(n) => 4 + u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize,
+                None => return Raw::Other,
+            },
+            _ => return Raw::Other,
+        };
+        let Some(value) = rest.get(..width) else {
+            return Raw::Other;
+        };
+        if this_key == key {
+            return match letter {
+                b'S' => Raw::Str(&value[4..]),
+                _ => Raw::Other,
+            };
+        }
+        entries = &rest[width..];
+    }
+}
+
+/// Size of [`Fifo::recent`].
+const RECENT: usize = 256;
+
+/// FNV-1a of a group name, folded to a [`Fifo::recent`] slot.
+fn recent_slot(name: &[u8]) -> usize {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name {
+        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
+    }
+    ((h ^ (h >> 16)) as usize) % RECENT
 }
 
 /// A group's slot in [`Fifo::groups`].
@@ -89,7 +152,9 @@ pub struct IntHasher(u64);
 
 impl Hasher for IntHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // Fold the high bits down: the table indexes by the low bits, and
+        // addresses (owner keys) have zero low bits.
+        self.0 ^ (self.0 >> 32)
     }
 
     fn write(&mut self, bytes: &[u8]) {
@@ -109,6 +174,53 @@ impl Hasher for IntHasher {
 
 type IntMap<K, V> = HashMap<K, V, BuildHasherDefault<IntHasher>>;
 
+/// Groups by head seq, oldest first, as a min-heap of hints: an entry
+/// `(seq, id)` counts only while group `id` is indexed at `(seq, this
+/// owner)`; the others are dropped when they come to the top (or when the
+/// heap is rebuilt). A head moving on costs one push instead of a remove
+/// and an insert, and the old entry is usually at the top already.
+#[derive(Default)]
+struct Heads {
+    heap: BinaryHeap<Reverse<(u64, GroupId)>>,
+    /// How many groups are indexed here (valid entries).
+    live: usize,
+}
+
+impl Heads {
+    fn push(&mut self, seq: u64, id: GroupId) {
+        self.heap.push(Reverse((seq, id)));
+    }
+
+    /// The oldest valid entry, dropping stale ones on the way.
+    fn first(&mut self, groups: &[Option<Group>], key: usize) -> Option<(u64, GroupId)> {
+        while let Some(Reverse((seq, id))) = self.heap.peek().copied() {
+            let valid = groups
+                .get(id as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|g| g.indexed == Some((seq, key)));
+            if valid {
+                return Some((seq, id));
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// Drops the stale entries once they outnumber the live ones.
+    fn compact(&mut self, groups: &[Option<Group>], key: usize) {
+        if self.heap.len() > 2 * self.live + 64 {
+            let mut all = std::mem::take(&mut self.heap).into_vec();
+            all.retain(|Reverse((seq, id))| {
+                groups
+                    .get(*id as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|g| g.indexed == Some((*seq, key)))
+            });
+            self.heap = BinaryHeap::from(all);
+        }
+    }
+}
+
 struct Group {
     name: Bytes,
     msgs: VecDeque<Entry>,
@@ -126,21 +238,41 @@ pub struct Fifo {
     groups: Vec<Option<Group>>,
     vacant: Vec<GroupId>,
     by_name: HashMap<Bytes, GroupId>,
+    /// Recently used groups by a cheap hash of their name (see `group_id`).
+    recent: Vec<GroupId>,
     /// Free groups with messages, by head (oldest first).
-    free: BTreeSet<(u64, GroupId)>,
+    free: Heads,
     /// Owned groups with messages, per owner key, by head.
-    owned: IntMap<usize, BTreeSet<(u64, GroupId)>>,
-    /// The group of every message delivered with ack and not settled, by seq.
-    held: IntMap<u64, GroupId>,
+    owned: IntMap<usize, Heads>,
     len: usize,
     bytes: u64,
+    /// Whether `bytes` is kept (only a byte limit needs it, and reading a
+    /// body's length touches the message when it is likely out of cache).
+    track_bytes: bool,
 }
 
 impl Fifo {
+    /// `track_bytes`: keep the ready bytes (for `x-max-length-bytes`).
+    pub fn new(track_bytes: bool) -> Fifo {
+        Fifo {
+            track_bytes,
+            ..Fifo::default()
+        }
+    }
+
+    fn size(&self, e: &Entry) -> u64 {
+        if self.track_bytes {
+            e.msg.body.len() as u64
+        } else {
+            0
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// Body bytes of the ready messages (0 unless tracked).
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
@@ -152,10 +284,25 @@ impl Fifo {
     /// The id of a message's group, creating the group if needed.
     fn group_id(&mut self, msg: &Message) -> GroupId {
         let key = group_key(msg);
-        if let Some(id) = self.by_name.get(key.as_bytes()) {
-            return *id;
+        let name = key.as_bytes();
+        // A small cache in front of the (SipHash) map: most messages go
+        // to a group seen recently. A wrong guess only costs the lookup.
+        let slot = recent_slot(name);
+        if let Some(&id) = self.recent.get(slot) {
+            let hit = self
+                .groups
+                .get(id as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|g| g.name == name);
+            if hit {
+                return id;
+            }
         }
-        let name = Bytes::copy_from_slice(key.as_bytes());
+        if let Some(id) = self.by_name.get(name).copied() {
+            self.remember_recent(slot, id);
+            return id;
+        }
+        let name = Bytes::copy_from_slice(name);
         let group = Group {
             name: name.clone(),
             msgs: VecDeque::new(),
@@ -174,7 +321,15 @@ impl Fifo {
             }
         };
         self.by_name.insert(name, id);
+        self.remember_recent(slot, id);
         id
+    }
+
+    fn remember_recent(&mut self, slot: usize, id: GroupId) {
+        if self.recent.is_empty() {
+            self.recent = vec![GroupId::MAX; RECENT];
+        }
+        self.recent[slot] = id;
     }
 
     /// Keeps the group's index entry in step with its head and owner, and
@@ -190,41 +345,57 @@ impl Fifo {
         if want == g.indexed && (want.is_some() || g.owner.is_some()) {
             return;
         }
-        if let Some((seq, key)) = g.indexed.take() {
-            if key == 0 {
-                self.free.remove(&(seq, id));
-            } else if let Some(set) = self.owned.get_mut(&key) {
-                set.remove(&(seq, id));
-                if set.is_empty() {
-                    self.owned.remove(&key);
+        let before = g.indexed.take().map(|(_, key)| key);
+        let after = want.map(|(_, key)| key);
+        g.indexed = want;
+        let forget = want.is_none() && g.owner.is_none();
+        // Live counts change only when the group moves between heaps.
+        if before != after {
+            match before {
+                Some(0) => self.free.live -= 1,
+                Some(key) => {
+                    if let Some(h) = self.owned.get_mut(&key) {
+                        h.live -= 1;
+                        if h.live == 0 {
+                            // Its entries are all stale now.
+                            self.owned.remove(&key);
+                        }
+                    }
                 }
+                None => {}
+            }
+            match after {
+                Some(0) => self.free.live += 1,
+                Some(key) => self.owned.entry(key).or_default().live += 1,
+                None => {}
             }
         }
         match want {
             Some((seq, 0)) => {
-                self.free.insert((seq, id));
+                self.free.push(seq, id);
+                self.free.compact(&self.groups, 0);
             }
             Some((seq, key)) => {
-                self.owned.entry(key).or_default().insert((seq, id));
-            }
-            None if g.owner.is_none() => {
-                let name = g.name.clone();
-                self.by_name.remove(&name);
-                self.groups[id as usize] = None;
-                self.vacant.push(id);
-                return;
+                if let Some(h) = self.owned.get_mut(&key) {
+                    h.push(seq, id);
+                    h.compact(&self.groups, key);
+                }
             }
             None => {}
         }
-        if let Some(g) = self.group(id) {
-            g.indexed = want;
+        if forget {
+            if let Some(g) = self.groups[id as usize].take() {
+                self.by_name.remove(&g.name);
+            }
+            self.vacant.push(id);
         }
     }
 
-    pub fn push(&mut self, e: Entry) {
+    pub fn push(&mut self, mut e: Entry) {
         let id = self.group_id(&e.msg);
+        e.group = id;
         self.len += 1;
-        self.bytes += e.msg.body.len() as u64;
+        self.bytes += self.size(&e);
         if let Some(g) = self.group(id) {
             let was_empty = g.msgs.is_empty();
             g.msgs.push_back(e);
@@ -234,13 +405,20 @@ impl Fifo {
         }
     }
 
-    /// The group `owner` should take from next: one it already holds, else
-    /// the free group with the oldest head.
-    pub fn next_group_for(&self, owner_key: usize) -> Option<GroupId> {
-        if let Some((_, id)) = self.owned.get(&owner_key).and_then(|s| s.first()) {
-            return Some(*id);
+    /// The group `owner` should take from next: of the groups it may take
+    /// from (its own and the free ones), the one with the oldest head. So
+    /// messages go out in publish order as far as group ownership allows,
+    /// a free group never waits behind newer messages of owned groups, and
+    /// an owner that keeps busy with free groups lets its own go.
+    pub fn next_group_for(&mut self, owner_key: usize) -> Option<GroupId> {
+        let own = match self.owned.get_mut(&owner_key) {
+            Some(h) => h.first(&self.groups, owner_key),
+            None => None,
+        };
+        match (own, self.free.first(&self.groups, 0)) {
+            (Some(a), Some(b)) => Some(a.min(b).1),
+            (a, b) => a.or(b).map(|(_, id)| id),
         }
-        self.free.first().map(|(_, id)| *id)
     }
 
     /// Takes the head of a group for `owner` (`None`: delivered without ack,
@@ -253,26 +431,38 @@ impl Fifo {
                 g.owner = Some(o);
             }
             g.held += 1;
-            self.held.insert(e.seq, id);
         }
         self.len -= 1;
-        self.bytes -= e.msg.body.len() as u64;
+        self.bytes -= self.size(&e);
         self.reindex(id);
         Some(e)
     }
 
-    /// A held message was acked or dropped; its group is free again once
-    /// its owner holds none. (Messages not held are ignored.)
+    /// A message delivered with ack (so held) was acked or dropped; its
+    /// group is free again once its owner holds none.
     pub fn settle(&mut self, e: &Entry) {
-        let Some(id) = self.held.remove(&e.seq) else {
-            return;
-        };
+        let id = e.group;
         if let Some(g) = self.group(id) {
             g.held = g.held.saturating_sub(1);
             if g.held == 0 {
                 g.owner = None;
                 self.reindex(id);
             }
+        }
+    }
+
+    /// The group an entry came back to: the one it was filed under, while
+    /// that group is still there (it is, while the entry is held).
+    fn group_of_entry(&mut self, e: &Entry) -> GroupId {
+        let filed = self
+            .groups
+            .get(e.group as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|g| g.name == group_key(&e.msg).as_bytes());
+        if filed {
+            e.group
+        } else {
+            self.group_id(&e.msg)
         }
     }
 
@@ -288,10 +478,7 @@ impl Fifo {
     ) {
         let mut by_group: Vec<(GroupId, Vec<Entry>)> = Vec::new();
         for e in entries {
-            let id = match self.held.get(&e.seq) {
-                Some(id) => *id,
-                None => self.group_id(&e.msg),
-            };
+            let id = self.group_of_entry(&e);
             match by_group.iter_mut().find(|(g, _)| *g == id) {
                 Some((_, v)) => v.push(e),
                 None => by_group.push((id, vec![e])),
@@ -300,8 +487,7 @@ impl Fifo {
         for (id, mut list) in by_group {
             let owner = self.group(id).and_then(|g| g.owner.clone());
             if let Some(owner) = owner {
-                let held = &self.held;
-                let of_group = |e: &Entry| held.get(&e.seq) == Some(&id);
+                let of_group = |e: &Entry| e.group == id;
                 list.extend(more(&owner, &of_group));
             }
             self.put_back(id, list);
@@ -312,14 +498,12 @@ impl Fifo {
     /// original order, and the group is released.
     fn put_back(&mut self, id: GroupId, mut entries: Vec<Entry>) {
         entries.sort_by_key(|e| e.seq);
-        for e in &entries {
-            self.held.remove(&e.seq);
-        }
         self.len += entries.len();
-        self.bytes += entries.iter().map(|e| e.msg.body.len() as u64).sum::<u64>();
+        self.bytes += entries.iter().map(|e| self.size(e)).sum::<u64>();
         let Some(g) = self.group(id) else { return };
         for mut e in entries.into_iter().rev() {
             e.redelivered = true;
+            e.group = id;
             g.msgs.push_front(e);
         }
         g.owner = None;
@@ -344,7 +528,7 @@ impl Fifo {
         let id = GroupId::try_from(id).ok()?;
         let e = self.group(id)?.msgs.pop_front()?;
         self.len -= 1;
-        self.bytes -= e.msg.body.len() as u64;
+        self.bytes -= self.size(&e);
         self.reindex(id);
         Some(e)
     }
@@ -368,7 +552,7 @@ impl Fifo {
             if out.len() > before {
                 for e in &out[before..] {
                     self.len -= 1;
-                    self.bytes -= e.msg.body.len() as u64;
+                    self.bytes -= self.size(e);
                 }
                 self.reindex(id);
             }
@@ -444,16 +628,16 @@ fn hash128(kind: u8, bytes: &[u8]) -> u128 {
 /// The deduplication id of a message: `x-deduplication-id`, else
 /// `message-id`, else (when enabled) a hash of the body.
 pub fn dedup_id(msg: &Message, content_based: bool) -> Option<u128> {
-    if let Some(v) = msg
-        .properties
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("x-deduplication-id"))
-    {
-        return Some(match &v {
-            FieldValue::LongStr(s) => hash128(0, s.as_bytes()),
-            other => hash128(0, format!("{other:?}").as_bytes()),
-        });
+    if let Some(h) = msg.properties.headers.as_ref() {
+        match raw_long_str(h.raw_bytes(), b"x-deduplication-id") {
+            Raw::Str(s) => return Some(hash128(0, s)),
+            Raw::Absent => {}
+            Raw::Other => match h.get("x-deduplication-id") {
+                Some(FieldValue::LongStr(s)) => return Some(hash128(0, s.as_bytes())),
+                Some(other) => return Some(hash128(0, format!("{other:?}").as_bytes())),
+                None => {}
+            },
+        }
     }
     if let Some(id) = &msg.properties.message_id {
         return Some(hash128(0, id.as_bytes()));
@@ -464,8 +648,7 @@ pub fn dedup_id(msg: &Message, content_based: bool) -> Option<u128> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use warren_protocol::{BasicProperties, FieldTable, LongStr};
+    use warren_protocol::{BasicProperties, FieldTable, LongStr, ShortStr};
 
     fn msg(group: &str) -> Arc<Message> {
         let headers: FieldTable = if group.is_empty() {
@@ -498,11 +681,16 @@ mod tests {
             persisted: None,
             expires_at: None,
             returns: 0,
+            group: 0,
         }
     }
 
-    fn name(s: &str) -> ShortStr {
-        ShortStr::try_from(s).unwrap_or_default()
+    /// The id of the group named `name` (which must exist).
+    fn gid(f: &Fifo, name: &str) -> GroupId {
+        f.by_name
+            .get(name.as_bytes())
+            .copied()
+            .unwrap_or(GroupId::MAX)
     }
 
     /// An owner for tests: a channel fetching with basic.get.
@@ -528,6 +716,12 @@ mod tests {
         entries.iter().map(|e| e.seq).collect()
     }
 
+    /// What `owner` gets next (taking it), as a seq.
+    fn next_for(f: &mut Fifo, owner: &Owner) -> Option<Entry> {
+        let g = f.next_group_for(owner.key())?;
+        f.take(g, Some(owner.clone()))
+    }
+
     #[test]
     fn free_groups_go_oldest_head_first_and_owned_groups_to_their_owner_only() {
         let mut f = Fifo::default();
@@ -536,26 +730,27 @@ mod tests {
         f.push(entry(2, "a"));
         let (x, y, z) = (owner(1), owner(2), owner(3));
         // x asks first: the free group with the oldest head, a.
-        assert_eq!(f.next_group_for(x.key()), Some(name("a")));
-        assert_eq!(f.take(&name("a"), Some(x.clone())).map(|e| e.seq), Some(0));
+        assert_eq!(f.next_group_for(x.key()), Some(gid(&f, "a")));
+        let a0 = next_for(&mut f, &x);
+        assert_eq!(a0.as_ref().map(|e| e.seq), Some(0));
         // a is x's now: y gets b, and x keeps getting a.
-        assert_eq!(f.next_group_for(y.key()), Some(name("b")));
-        assert_eq!(f.take(&name("b"), Some(y.clone())).map(|e| e.seq), Some(1));
+        assert_eq!(f.next_group_for(y.key()), Some(gid(&f, "b")));
+        assert_eq!(next_for(&mut f, &y).map(|e| e.seq), Some(1));
         assert_eq!(f.next_group_for(z.key()), None, "every group is owned");
-        assert_eq!(f.next_group_for(x.key()), Some(name("a")));
-        assert_eq!(f.take(&name("a"), Some(x.clone())).map(|e| e.seq), Some(2));
+        let a2 = next_for(&mut f, &x);
+        assert_eq!(a2.as_ref().map(|e| e.seq), Some(2));
         assert_eq!(f.len(), 0);
         // New messages of an owned group wait for its owner.
         f.push(entry(3, "a"));
         assert_eq!(f.next_group_for(z.key()), None);
-        assert_eq!(f.next_group_for(x.key()), Some(name("a")));
+        assert_eq!(f.next_group_for(x.key()), Some(gid(&f, "a")));
         // x holds two messages of a: one ack is not enough to free it.
-        f.settle(&name("a"), 1);
+        f.settle(&a0.unwrap_or_else(|| entry(99, "a")));
         assert_eq!(f.next_group_for(z.key()), None);
-        f.settle(&name("a"), 1);
-        assert_eq!(f.next_group_for(z.key()), Some(name("a")));
-        assert!(f.owner_of(&name("a")).is_none());
-        assert!(f.owner_of(&name("b")).is_some_and(|o| o.key() == y.key()));
+        f.settle(&a2.unwrap_or_else(|| entry(99, "a")));
+        assert_eq!(f.next_group_for(z.key()), Some(gid(&f, "a")));
+        assert!(f.owner_of("a").is_none());
+        assert!(f.owner_of("b").is_some_and(|o| o.key() == y.key()));
     }
 
     #[test]
@@ -563,35 +758,58 @@ mod tests {
         let mut f = Fifo::default();
         f.push(entry(0, "a"));
         f.push(entry(1, "a"));
-        assert!(f.take(&name("a"), None).is_some());
-        assert!(f.owner_of(&name("a")).is_none());
-        assert_eq!(f.next_group_for(owner(9).key()), Some(name("a")));
+        assert!(f.take(gid(&f, "a"), None).is_some());
+        assert!(f.owner_of("a").is_none());
+        assert!(f.groups.iter().flatten().all(|g| g.held == 0));
+        assert_eq!(f.next_group_for(owner(9).key()), Some(gid(&f, "a")));
     }
 
     #[test]
-    fn put_back_releases_the_group_with_its_messages_first() {
+    fn give_back_returns_the_owners_whole_group_to_the_head_in_order() {
         let mut f = Fifo::default();
         for i in 0..4 {
             f.push(entry(i, "g"));
         }
         f.push(entry(4, "h"));
         let (x, y) = (owner(1), owner(2));
-        let taken: Vec<Entry> = (0..3)
-            .filter_map(|_| f.take(&name("g"), Some(x.clone())))
-            .collect();
+        let mut taken: Vec<Entry> = (0..3).filter_map(|_| next_for(&mut f, &x)).collect();
         assert_eq!(seqs(&taken), [0, 1, 2]);
-        // Returned in any order: back at the head in publish order, free.
-        let mut back = taken;
-        back.reverse();
-        f.put_back(&name("g"), back);
-        assert!(f.owner_of(&name("g")).is_none());
+        // x gives back 1 alone: the owner's other held messages of g (0 and
+        // 2, handed over by the callback) come back with it.
+        let one = taken.remove(1);
+        let mut asked = Vec::new();
+        f.give_back(vec![one], |o, of_group| {
+            asked.push(o.key());
+            let (mine, _): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut taken)
+                .into_iter()
+                .partition(|e| of_group(e));
+            mine
+        });
+        assert_eq!(asked, [x.key()]);
+        assert!(f.owner_of("g").is_none());
+        assert_eq!(f.len(), 5);
+        // y gets g from its head, in order, redelivered.
+        let again: Vec<Entry> = (0..4).filter_map(|_| next_for(&mut f, &y)).collect();
+        assert_eq!(seqs(&again), [0, 1, 2, 3]);
         assert_eq!(
-            f.next_group_for(y.key()),
-            Some(name("g")),
-            "g's head (0) is older than h's"
+            again.iter().map(|e| e.redelivered).collect::<Vec<_>>(),
+            [true, true, true, false]
         );
-        assert_eq!(f.take(&name("g"), Some(y)).map(|e| e.seq), Some(0));
-        assert_eq!(f.len(), 4);
+    }
+
+    #[test]
+    fn a_group_is_forgotten_once_empty_and_free() {
+        let mut f = Fifo::default();
+        let x = owner(1);
+        f.push(entry(0, "a"));
+        let a0 = next_for(&mut f, &x).unwrap_or_else(|| entry(99, "a"));
+        assert_eq!(f.by_name.len(), 1, "kept while owned");
+        f.settle(&a0);
+        assert!(f.by_name.is_empty() && f.free.live == 0 && f.owned.is_empty());
+        // Its slot is used again.
+        f.push(entry(1, "b"));
+        assert_eq!(f.groups.len(), 1);
+        assert_eq!(gid(&f, "b"), 0);
     }
 
     #[test]
@@ -601,22 +819,42 @@ mod tests {
         f.push(entry(1, "a"));
         f.push(entry(2, "b"));
         let (x, y) = (owner(1), owner(2));
-        assert!(f.take(&name("a"), Some(x.clone())).is_some());
+        let held = next_for(&mut f, &x).unwrap_or_else(|| entry(99, "a"));
         assert_eq!(seqs(&f.drain_all()), [1, 2]);
         assert_eq!((f.len(), f.bytes()), (0, 0));
         // x still holds a message of a: a new one waits for x.
         f.push(entry(3, "a"));
         f.push(entry(4, "b"));
-        assert_eq!(f.next_group_for(y.key()), Some(name("b")));
-        assert!(f.take(&name("b"), Some(y.clone())).is_some());
+        assert_eq!(f.next_group_for(y.key()), Some(gid(&f, "b")));
+        let b4 = next_for(&mut f, &y).unwrap_or_else(|| entry(99, "b"));
         assert_eq!(f.next_group_for(y.key()), None);
-        assert_eq!(f.next_group_for(x.key()), Some(name("a")));
-        f.settle(&name("a"), 1);
-        f.settle(&name("b"), 1);
-        assert_eq!(f.next_group_for(y.key()), Some(name("a")));
+        assert_eq!(f.next_group_for(x.key()), Some(gid(&f, "a")));
+        f.settle(&held);
+        f.settle(&b4);
+        assert_eq!(f.next_group_for(y.key()), Some(gid(&f, "a")));
         // Empty free groups are forgotten.
         assert_eq!(seqs(&f.drain_all()), [3]);
-        assert!(f.groups.is_empty());
+        assert!(f.by_name.is_empty());
+    }
+
+    #[test]
+    fn the_head_indexes_stay_small() {
+        let mut f = Fifo::default();
+        let x = owner(1);
+        for i in 0..10_000 {
+            f.push(entry(i, ["a", "b", "c"][(i % 3) as usize]));
+        }
+        let mut held = Vec::new();
+        while let Some(e) = next_for(&mut f, &x) {
+            held.push(e);
+            assert!(f.owned.values().all(|h| h.heap.len() <= 2 * h.live + 65));
+            assert!(f.free.heap.len() <= 2 * f.free.live + 65);
+        }
+        assert_eq!(seqs(&held), (0..10_000).collect::<Vec<_>>(), "oldest first");
+        for e in &held {
+            f.settle(e);
+        }
+        assert!(f.owned.is_empty() && f.by_name.is_empty());
     }
 
     #[test]
@@ -627,7 +865,7 @@ mod tests {
         f.push(entry(2, "a"));
         let order: Vec<u64> = std::iter::from_fn(|| f.pop_oldest().map(|e| e.seq)).collect();
         assert_eq!(order, [0, 1, 2]);
-        assert!(f.groups.is_empty() && f.free.is_empty());
+        assert!(f.by_name.is_empty() && f.free.live == 0);
     }
 
     #[test]
@@ -648,22 +886,77 @@ mod tests {
     }
 
     #[test]
-    fn put_back_restores_order_at_the_head() {
-        let mut f = Fifo::default();
-        for i in 0..4 {
-            f.push(entry(i, "g"));
-        }
-        let a = f.take(&name("g"), None);
-        let b = f.take(&name("g"), None);
-        f.put_back(
-            &name("g"),
-            vec![
-                b.unwrap_or_else(|| entry(99, "g")),
-                a.unwrap_or_else(|| entry(98, "g")),
-            ],
+    fn non_string_group_ids_are_groups_too() {
+        let mut m = (*msg("")).clone();
+        m.properties.headers = Some(
+            [(ShortStr::from_static("x-group-id"), FieldValue::I32(7))]
+                .into_iter()
+                .collect(),
         );
-        let order: Vec<u64> = f.drain_all().iter().map(|e| e.seq).collect();
-        assert_eq!(order, vec![0, 1, 2, 3]);
+        let mut f = Fifo::default();
+        f.push(Entry {
+            msg: Arc::new(m),
+            ..entry(0, "")
+        });
+        f.push(entry(1, ""));
+        assert_eq!(f.by_name.len(), 2, "7 is not the default group");
+    }
+
+    #[test]
+    fn header_lookup_without_decoding_agrees_with_the_decoder() {
+        let table: FieldTable = [
+            (ShortStr::from_static("a"), FieldValue::I32(-4)),
+            (
+                ShortStr::from_static("b"),
+                FieldValue::LongStr(LongStr::from("x-group-id")),
+            ),
+            (ShortStr::from_static("c"), FieldValue::Bool(true)),
+            (ShortStr::from_static("d"), FieldValue::F64(1.5)),
+            (ShortStr::from_static("e"), FieldValue::Void),
+            (
+                ShortStr::from_static("f"),
+                FieldValue::Bytes(bytes::Bytes::from_static(b"zz")),
+            ),
+            (
+                ShortStr::from_static("g"),
+                FieldValue::Table(
+                    [(ShortStr::from_static("x-group-id"), FieldValue::I8(1))]
+                        .into_iter()
+                        .collect(),
+                ),
+            ),
+            (
+                ShortStr::from_static("x-group-id"),
+                FieldValue::LongStr(LongStr::from("orders-7")),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let raw = table.raw_bytes();
+        assert!(matches!(
+            raw_long_str(raw, b"x-group-id"),
+            Raw::Str(b"orders-7")
+        ));
+        assert!(matches!(raw_long_str(raw, b"x-other"), Raw::Absent));
+        assert!(
+            matches!(raw_long_str(raw, b"a"), Raw::Other),
+            "not a string"
+        );
+        assert!(matches!(
+            raw_long_str(&raw[..raw.len() - 3], b"x-group-id"),
+            Raw::Other
+        ));
+        assert!(matches!(raw_long_str(b"", b"x-group-id"), Raw::Absent));
+        // A group id that is not a string still names a group.
+        let mut m = (*msg("")).clone();
+        m.properties.headers = Some(
+            [(ShortStr::from_static("x-group-id"), FieldValue::I32(7))]
+                .into_iter()
+                .collect(),
+        );
+        assert_eq!(group_key(&m).as_bytes(), b"I32(7)");
+        assert_eq!(group_key(&msg("g")).as_bytes(), b"g");
+        assert_eq!(group_key(&msg("")).as_bytes(), b"");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Entry {
     pub expires_at: Option<u64>,
     /// Times the message came back to the queue (quorum delivery limits).
     pub returns: u32,
+    /// FIFO: the message's group in its queue (set when the queue takes it in).
+    pub group: u32,
 }
 
 impl Entry {
@@ -168,7 +170,8 @@ impl Queue {
         vhost_ref: Weak<VHost>,
     ) -> Arc<Queue> {
         let ready = Ready::new(args.max_priority);
-        let fifo = (args.kind == QueueKind::Fifo).then(Fifo::default);
+        let fifo =
+            (args.kind == QueueKind::Fifo).then(|| Fifo::new(args.max_length_bytes.is_some()));
         let queue = Arc::new_cyclic(|me| Queue {
             name,
             vhost,
@@ -373,6 +376,7 @@ impl Queue {
             persisted,
             expires_at,
             returns: 0,
+            group: 0,
         };
         if self.over_limit(st, 1, size) {
             match self.args.overflow {
@@ -506,18 +510,21 @@ impl Queue {
             let mut delivered = false;
             for k in 0..n {
                 let i = (st.next_consumer + k) % n;
-                let c = st.consumers[i].clone();
-                if !c.has_credit() {
+                // Cheapest checks first: has it room, is there a group it may take.
+                if !st.consumers[i].has_credit() {
                     continue;
                 }
+                let key = Owner::consumer_key(&st.consumers[i]);
+                let Some(f) = st.fifo.as_mut() else { return };
+                let Some(group) = f.next_group_for(key) else {
+                    continue;
+                };
+                let c = st.consumers[i].clone();
                 if c.channel.conn.outbox.is_full() {
                     c.channel.conn.outbox.wait_for_room(self.me.clone());
                     continue;
                 }
                 let Some(f) = st.fifo.as_mut() else { return };
-                let Some(group) = f.next_group_for(Owner::consumer_key(&c)) else {
-                    continue;
-                };
                 let owner = (!c.no_ack).then(|| Owner::Consumer(c.clone()));
                 let Some(mut entry) = f.take(group, owner) else {
                     continue;
@@ -525,7 +532,9 @@ impl Queue {
                 if entry.expires_at.is_some()
                     && entry.expired(*now.get_or_insert_with(|| self.now_ms()))
                 {
-                    f.settle(&entry);
+                    if !c.no_ack {
+                        f.settle(&entry);
+                    }
                     st.dead.push((entry, Reason::Expired));
                     delivered = true;
                     break;
@@ -549,6 +558,10 @@ impl Queue {
     /// Messages delivered with ack ended (acked or dropped): a FIFO queue
     /// releases their groups once the owner holds none.
     pub fn settled<'a>(&self, entries: impl IntoIterator<Item = &'a Entry>) {
+        if self.args.kind != QueueKind::Fifo {
+            // Nothing to do, and no lock to take, for other queues.
+            return;
+        }
         let mut st = self.state.lock();
         let Some(f) = st.fifo.as_mut() else { return };
         for e in entries {
@@ -783,6 +796,7 @@ impl Queue {
             persisted: Some(persisted),
             expires_at,
             returns: 0,
+            group: 0,
         });
     }
 

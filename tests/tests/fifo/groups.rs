@@ -96,7 +96,7 @@ async fn a_held_group_goes_to_no_other_consumer_until_all_is_acked() {
         ],
     )
     .await;
-    // A (prefetch 2) takes the oldest group and stays with it.
+    // A (prefetch 2) takes the oldest messages: both of group g.
     let (a_ch, mut a) = consumer(&conn, q, 2).await;
     let got = take(&mut a, 2).await;
     assert_eq!(texts(&got), ["g:1", "g:2"]);
@@ -202,15 +202,15 @@ async fn nack_multiple_returns_every_touched_group_whole() {
     declare_fifo(&ch, q, &[]).await;
     publish_all(&ch, q, &["g:1", "h:1", "g:2", "h:2", "k:1"]).await;
     let (a_ch, mut a) = consumer(&conn, q, 5).await;
-    // A owns g and drains it first (its own group comes before free ones).
+    // Oldest first: A gets everything in publish order, holding g, h and k.
     let got = take(&mut a, 5).await;
-    assert_eq!(texts(&got), ["g:1", "g:2", "h:1", "h:2", "k:1"]);
-    // Nack up to h:1 (multiple): g:1, g:2, h:1 are named; h:2 is held in a
-    // touched group and comes back too; k:1 stays with A.
+    assert_eq!(texts(&got), ["g:1", "h:1", "g:2", "h:2", "k:1"]);
+    // Nack up to h:1 (multiple): g:1 and h:1 are named; g:2 and h:2 are
+    // held in the touched groups and come back too; k:1 stays with A.
     within(
         "basic.nack",
         a_ch.basic_nack(
-            got[2].delivery_tag,
+            got[1].delivery_tag,
             BasicNackOptions {
                 multiple: true,
                 requeue: true,
@@ -220,7 +220,7 @@ async fn nack_multiple_returns_every_touched_group_whole() {
     .await
     .unwrap();
     let again = take(&mut a, 4).await;
-    assert_eq!(texts(&again), ["g:1", "g:2", "h:1", "h:2"]);
+    assert_eq!(texts(&again), ["g:1", "h:1", "g:2", "h:2"]);
     assert_eq!(redelivered(&again), [true; 4]);
     // k:1 is still A's, unacked: acking its original tag works.
     ack(&got[4]).await;
@@ -306,7 +306,7 @@ async fn connection_close_returns_held_messages_to_the_head_of_their_group() {
     let ch = conn.create_channel().await.unwrap();
     let q = "fifo-connection-close";
     declare_fifo(&ch, q, &[]).await;
-    publish_all(&ch, q, &["g:1", "h:1", "g:2", "h:2", "g:3"]).await;
+    publish_all(&ch, q, &["g:1", "g:2", "h:1", "h:2", "g:3"]).await;
     let leaving = b.connect().await;
     let (_a_ch, mut a) = consumer(&leaving, q, 2).await;
     let got = take(&mut a, 2).await;
@@ -492,4 +492,24 @@ async fn purge_leaves_held_groups_with_their_owner() {
     nothing(&mut bc, "B while the getter holds g:1").await;
     ack(&g1).await;
     assert_eq!(text(&next(&mut bc).await), "g:3");
+}
+
+#[tokio::test]
+async fn a_free_group_does_not_wait_behind_newer_messages_of_owned_groups() {
+    let Some(b) = warren().await else { return };
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let q = "fifo-oldest-first";
+    declare_fifo(&ch, q, &[]).await;
+    publish_all(&ch, q, &["g:1", "g:2", "h:1", "g:3", "h:2"]).await;
+    let (_a_ch, mut a) = consumer(&conn, q, 2).await;
+    let first = take(&mut a, 2).await;
+    assert_eq!(texts(&first), ["g:1", "g:2"]);
+    // A has room for one: h:1 (free) is older than g:3 (A's own group).
+    ack(&first[0]).await;
+    let h1 = next(&mut a).await;
+    assert_eq!(text(&h1), "h:1");
+    ack(&first[1]).await;
+    ack(&h1).await;
+    assert_eq!(texts(&take(&mut a, 2).await), ["g:3", "h:2"]);
 }
