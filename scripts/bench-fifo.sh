@@ -20,11 +20,24 @@ cargo build --release -q -p warren-broker -p warren-benches
 port=${WARREN_BENCH_PORT:-5681}
 load=./target/release/warren-load
 warren_pid=
-stop_warren() { [[ -n $warren_pid ]] && kill "$warren_pid" 2>/dev/null && wait "$warren_pid" 2>/dev/null; warren_pid=; }
+stop_warren() {
+  if [[ -n $warren_pid ]]; then
+    kill "$warren_pid" 2>/dev/null || true
+    wait "$warren_pid" 2>/dev/null || true
+  fi
+  warren_pid=
+}
 start_warren() {
+  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+    echo "port $port is taken (set WARREN_BENCH_PORT)" >&2; exit 1
+  fi
   ./target/release/warren --listen 127.0.0.1:$port --data-dir none --log-level warn &
   warren_pid=$!
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return; sleep 0.1; done
+  for _ in $(seq 100); do
+    kill -0 "$warren_pid" 2>/dev/null || { echo "warren exited" >&2; exit 1; }
+    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return
+    sleep 0.1
+  done
   echo "warren did not start" >&2; exit 1
 }
 trap stop_warren EXIT
@@ -54,7 +67,8 @@ PY
   ;;
 dedup)
   n=${2:-1000000}
-  common=(--uri 127.0.0.1:$port -x 1 -y 0 -s 16 -C "$n" -z 600 --json)
+  rss() { awk '/^VmRSS/ {print $2}' /proc/"$warren_pid"/status; }
+  common=(--uri 127.0.0.1:$port -x 1 -y 0 -s 16 -C "$n" -z 600 --keep --json)
   for kind in standard fifo-no-ids fifo-ids; do
     case $kind in
       standard) extra=(--message-ids) ;;
@@ -62,16 +76,20 @@ dedup)
       fifo-ids) extra=(--message-ids --queue-args x-queue-type=fifo,x-deduplication-window=300000) ;;
     esac
     start_warren
-    $load "${common[@]}" --pid "$warren_pid" --label "$kind" "${extra[@]}" | tee -a "$out"
+    before=$(rss)
+    $load "${common[@]}" --label "$kind" "${extra[@]}" >/dev/null
+    sleep 3 # let the broker take in what is still in flight
+    after=$(rss)
+    echo "{\"label\":\"$kind\",\"rss_before_kb\":$before,\"rss_after_kb\":$after,\"messages\":$n}" | tee -a "$out"
     stop_warren
   done
   python3 - "$out" <<'PY'
 import json, sys
 rows = {r["label"]: r for r in (json.loads(l) for l in open(sys.argv[1]) if l.strip().startswith("{"))}
+g = {}
 for k, r in rows.items():
-    print("%-12s queued %d  rss %d -> %d KiB  growth %.1f B/message" % (
-        k, r["queued"], r["broker_rss_start_kb"], r["broker_rss_kb"], r["broker_rss_growth_b_per_queued"]))
-g = {k: r["broker_rss_growth_b_per_queued"] for k, r in rows.items()}
+    g[k] = (r["rss_after_kb"] - r["rss_before_kb"]) * 1024 / r["messages"]
+    print("%-12s rss %d -> %d KiB  growth %.1f B/message" % (k, r["rss_before_kb"], r["rss_after_kb"], g[k]))
 print("dedup state per id (fifo-ids - fifo-no-ids): %.1f B" % (g["fifo-ids"] - g["fifo-no-ids"]))
 print("fifo with ids vs standard with ids, per message: %+.1f B" % (g["fifo-ids"] - g["standard"]))
 PY

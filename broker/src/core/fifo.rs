@@ -8,7 +8,7 @@
 
 use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
@@ -578,35 +578,61 @@ impl Fifo {
 }
 
 /// Deduplication ids accepted within the window, oldest first.
+///
+/// About 60 bytes per remembered id (a 16-byte id in a hash set kept at
+/// most 7/8 full, and 24 bytes in the expiry order), plus 16 for the log
+/// record of a durable queue.
 #[derive(Default)]
 pub struct Dedup {
-    seen: HashMap<u128, u64>,
-    /// (expiry in unix ms, id, its DEDUP record in the log)
-    order: VecDeque<(u64, u128, Option<RecordId>)>,
+    seen: HashSet<[u64; 2]>,
+    /// (expiry in unix ms, id), in the order accepted.
+    order: VecDeque<(u64, [u64; 2])>,
+    /// For a durable queue: each id's DEDUP record, in step with `order`.
+    records: VecDeque<Option<RecordId>>,
+    durable: bool,
+}
+
+fn split(id: u128) -> [u64; 2] {
+    [(id >> 64) as u64, id as u64]
 }
 
 impl Dedup {
+    /// `durable`: ids come with their log records.
+    pub fn new(durable: bool) -> Dedup {
+        Dedup {
+            durable,
+            ..Dedup::default()
+        }
+    }
+
     /// Forgets ids whose window has passed; `on_forget` gets their records.
+    /// Call it before [`Dedup::is_duplicate`] and [`Dedup::remember`]: an id
+    /// is remembered anew only after its old entry is gone.
     pub fn prune(&mut self, now_ms: u64, mut on_forget: impl FnMut(RecordId)) {
-        while self.order.front().is_some_and(|(exp, _, _)| *exp <= now_ms) {
-            if let Some((exp, id, record)) = self.order.pop_front() {
-                if self.seen.get(&id) == Some(&exp) {
-                    self.seen.remove(&id);
-                }
-                if let Some(r) = record {
-                    on_forget(r);
-                }
+        while self.order.front().is_some_and(|(exp, _)| *exp <= now_ms) {
+            if let Some((_, id)) = self.order.pop_front() {
+                self.seen.remove(&id);
+            }
+            if let Some(Some(r)) = self.records.pop_front() {
+                on_forget(r);
             }
         }
     }
 
-    pub fn is_duplicate(&self, id: u128, now_ms: u64) -> bool {
-        self.seen.get(&id).is_some_and(|exp| *exp > now_ms)
+    /// Whether `id` was accepted within the window (after [`Dedup::prune`]).
+    pub fn is_duplicate(&self, id: u128) -> bool {
+        self.seen.contains(&split(id))
     }
 
     pub fn remember(&mut self, id: u128, expires_ms: u64, record: Option<RecordId>) {
-        self.seen.insert(id, expires_ms);
-        self.order.push_back((expires_ms, id, record));
+        let id = split(id);
+        // (Already there only if the log held it twice; its first expiry
+        // then ends it, and both records are handed back in turn.)
+        self.seen.insert(id);
+        self.order.push_back((expires_ms, id));
+        if self.durable {
+            self.records.push_back(record);
+        }
     }
 
     #[cfg(test)]
@@ -961,18 +987,18 @@ mod tests {
 
     #[test]
     fn dedup_forgets_in_expiry_order_and_hands_back_log_records() {
-        let mut d = Dedup::default();
+        let mut d = Dedup::new(true);
         let (a, b) = (hash128(0, b"a"), hash128(0, b"b"));
         d.remember(a, 100, Some(RecordId(7)));
         d.remember(b, 200, None);
         let mut forgotten = Vec::new();
         d.prune(150, |r| forgotten.push(r));
         assert_eq!(forgotten, [RecordId(7)]);
-        assert!(!d.is_duplicate(a, 150) && d.is_duplicate(b, 150));
+        assert!(!d.is_duplicate(a) && d.is_duplicate(b));
         // Accepted again after its window: remembered anew.
         d.remember(a, 300, None);
         d.prune(250, |_| {});
-        assert!(d.is_duplicate(a, 250) && !d.is_duplicate(b, 250));
+        assert!(d.is_duplicate(a) && !d.is_duplicate(b));
         assert_eq!(d.len(), 1);
     }
 
@@ -989,11 +1015,11 @@ mod tests {
     fn dedup_remembers_ids_for_the_window_only() {
         let mut d = Dedup::default();
         let id = hash128(0, b"order-1");
-        assert!(!d.is_duplicate(id, 1000));
+        assert!(!d.is_duplicate(id));
         d.remember(id, 1000 + 300, None);
-        assert!(d.is_duplicate(id, 1100));
+        assert!(d.is_duplicate(id));
         d.prune(1300, |_| {});
-        assert!(!d.is_duplicate(id, 1300));
+        assert!(!d.is_duplicate(id));
         assert_eq!(d.len(), 0);
     }
 

@@ -172,6 +172,7 @@ impl Queue {
         let ready = Ready::new(args.max_priority);
         let fifo =
             (args.kind == QueueKind::Fifo).then(|| Fifo::new(args.max_length_bytes.is_some()));
+        let dedup = Dedup::new(store.is_some() && record.is_some());
         let queue = Arc::new_cyclic(|me| Queue {
             name,
             vhost,
@@ -196,7 +197,7 @@ impl Queue {
                 dead: Vec::new(),
                 janitor: false,
                 fifo,
-                dedup: Dedup::default(),
+                dedup,
             }),
         });
         if queue.args.message_ttl.is_some() || queue.args.expires.is_some() {
@@ -356,7 +357,7 @@ impl Queue {
                         s.tombstone(r)
                     }
                 });
-                if st.dedup.is_duplicate(id, now) {
+                if st.dedup.is_duplicate(id) {
                     // Dropped, yet confirmed to the publisher, as a cloud FIFO queue does.
                     if let (Some(store), Some(p)) = (&self.store, &persisted) {
                         store.discard(p);
