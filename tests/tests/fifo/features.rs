@@ -242,3 +242,81 @@ async fn a_no_ack_consumer_gets_each_group_in_order() {
         assert_eq!(seen.len(), 10);
     }
 }
+
+/// The lapin example of the README's "FIFO queues" section, as written
+/// (bar the URL and the end of the loop).
+#[tokio::test]
+async fn the_readme_lapin_example_works() {
+    use futures::StreamExt;
+    use lapin::options::*;
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+    let Some(b) = warren().await else { return };
+    let conn = Connection::connect(&b.url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("fifo")),
+    );
+    args.insert(
+        "x-content-based-deduplication".into(),
+        AMQPValue::Boolean(true),
+    );
+    ch.queue_declare(
+        "orders".into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        args,
+    )
+    .await
+    .unwrap();
+
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let mut headers = FieldTable::default();
+    headers.insert(
+        "x-group-id".into(),
+        AMQPValue::LongString(LongString::from("customer-42")),
+    );
+    let props = BasicProperties::default()
+        .with_headers(headers)
+        .with_delivery_mode(2);
+    for body in [&b"created"[..], b"paid", b"paid"] {
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                "orders".into(),
+                BasicPublishOptions::default(),
+                body,
+                props.clone(),
+            )
+            .await
+            .unwrap();
+        assert!(confirm.await.unwrap().is_ack());
+    }
+
+    ch.basic_qos(10, BasicQosOptions::default()).await.unwrap();
+    let mut deliveries = ch
+        .basic_consume(
+            "orders".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while let Ok(Some(delivery)) = tokio::time::timeout(QUIET, deliveries.next()).await {
+        let delivery = delivery.unwrap();
+        got.push(text(&delivery));
+        delivery.ack(BasicAckOptions::default()).await.unwrap();
+    }
+    assert_eq!(got, ["created", "paid"]);
+}

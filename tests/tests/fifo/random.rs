@@ -36,11 +36,11 @@ use lapin::{Channel, Connection, Consumer};
 
 use crate::*;
 
-const MESSAGES: usize = 500;
+const MESSAGES: usize = 600;
 const GROUPS: usize = 16;
 const CONSUMERS: usize = 4;
 const PREFETCHES: [u16; 5] = [1, 2, 3, 5, 10];
-const MAX_STEPS: usize = 2500;
+const MAX_STEPS: usize = 3000;
 const RANDOM_PHASE: Duration = Duration::from_secs(25);
 const FINAL_PHASE: Duration = Duration::from_secs(20);
 const Q: &str = "fifo-random";
