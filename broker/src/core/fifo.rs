@@ -424,11 +424,21 @@ impl Fifo {
     /// Takes the head of a group for `owner` (`None`: delivered without ack,
     /// so nothing is held).
     pub fn take(&mut self, id: GroupId, owner: Option<Owner>) -> Option<Entry> {
+        self.take_for(id, owner.map(|o| (o.key(), move || o)))
+    }
+
+    /// [`Fifo::take`] for the owner with key `key`, made by `make` only if
+    /// it becomes the group's owner (its reference count is shared).
+    pub fn take_for(
+        &mut self,
+        id: GroupId,
+        owner: Option<(usize, impl FnOnce() -> Owner)>,
+    ) -> Option<Entry> {
         let g = self.group(id)?;
         let e = g.msgs.pop_front()?;
-        if let Some(o) = owner {
-            if g.owner.as_ref().is_none_or(|cur| cur.key() != o.key()) {
-                g.owner = Some(o);
+        if let Some((key, make)) = owner {
+            if g.owner.as_ref().is_none_or(|cur| cur.key() != key) {
+                g.owner = Some(make());
             }
             g.held += 1;
         }

@@ -467,13 +467,13 @@ impl Queue {
     }
 
     fn dispatch_locked(&self, st: &mut State) {
+        if st.fifo.is_some() {
+            self.dispatch_fifo(st);
+            return;
+        }
         let Some(me) = self.me.upgrade() else {
             return;
         };
-        if st.fifo.is_some() {
-            self.dispatch_fifo(st, &me);
-            return;
-        }
         let mut now = None;
         while !st.ready.is_empty() {
             let Some(i) = self.pick_consumer(st) else {
@@ -497,10 +497,14 @@ impl Queue {
         }
     }
 
-    /// FIFO delivery: each consumer with credit, in turn, gets the next
-    /// message of a group it holds, or else of the free group with the
-    /// oldest head.
-    fn dispatch_fifo(&self, st: &mut State, me: &Arc<Queue>) {
+    /// FIFO delivery: each consumer with credit, in turn, gets the oldest
+    /// message it may have: the head of one of its groups or of a free one
+    /// ([`Fifo::next_group_for`]).
+    fn dispatch_fifo(&self, st: &mut State) {
+        // Taken when there is something to deliver: most calls (a publish
+        // while every consumer is busy) find nothing, and upgrading touches
+        // the queue's reference count, which every connection shares.
+        let mut me: Option<Arc<Queue>> = None;
         let mut now = None;
         loop {
             let n = if self.args.single_active_consumer {
@@ -515,19 +519,22 @@ impl Queue {
                 if !st.consumers[i].has_credit() {
                     continue;
                 }
-                let key = Owner::consumer_key(&st.consumers[i]);
+                let c = &st.consumers[i];
+                let key = Owner::consumer_key(c);
                 let Some(f) = st.fifo.as_mut() else { return };
                 let Some(group) = f.next_group_for(key) else {
                     continue;
                 };
-                let c = st.consumers[i].clone();
                 if c.channel.conn.outbox.is_full() {
                     c.channel.conn.outbox.wait_for_room(self.me.clone());
                     continue;
                 }
-                let Some(f) = st.fifo.as_mut() else { return };
-                let owner = (!c.no_ack).then(|| Owner::Consumer(c.clone()));
-                let Some(mut entry) = f.take(group, owner) else {
+                if me.is_none() {
+                    me = self.me.upgrade();
+                }
+                let Some(me) = me.as_ref() else { return };
+                let owner = (!c.no_ack).then_some((key, || Owner::Consumer(c.clone())));
+                let Some(mut entry) = f.take_for(group, owner) else {
                     continue;
                 };
                 if entry.expires_at.is_some()
@@ -541,7 +548,7 @@ impl Queue {
                     break;
                 }
                 self.hand_over(&mut entry, c.no_ack);
-                c.channel.deliver(me, &c, entry);
+                c.channel.deliver(me, c, entry);
                 if st.len() == FLOW_LOW {
                     // Publishers held back by flow control may go on.
                     self.flow.notify_waiters();
