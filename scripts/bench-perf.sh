@@ -223,7 +223,7 @@ sink_start() { # size
   for _ in $(seq 200); do port_open "$SPORT" && return 0; sleep 0.01; done
   echo "sink did not start" >&2; exit 1
 }
-cleanup() { warren_stop; sink_stop; rabbit_stop; rm -rf "$tmp"; }
+cleanup() { warren_stop; sink_stop; if [ -n "$rabbit_started" ]; then rabbit_stop; rm -rf "$rbase"; fi; rm -rf "$tmp"; }
 trap cleanup EXIT
 
 # load ROW TARGET [flags]: one warren-load run; TARGET is warren, rabbitmq or sink.
