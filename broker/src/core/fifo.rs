@@ -451,7 +451,11 @@ impl Fifo {
     /// A message delivered with ack (so held) was acked or dropped; its
     /// group is free again once its owner holds none.
     pub fn settle(&mut self, e: &Entry) {
-        let id = e.group;
+        self.settle_group(e.group);
+    }
+
+    /// [`Fifo::settle`] by the entry's group.
+    pub fn settle_group(&mut self, id: GroupId) {
         if let Some(g) = self.group(id) {
             g.held = g.held.saturating_sub(1);
             if g.held == 0 {

@@ -152,6 +152,10 @@ pub struct Queue {
     wake: Arc<Notify>,
     /// Wakes publishers held back by flow control.
     flow: Notify,
+    /// FIFO: groups of acked messages, applied under the state lock by the
+    /// next operation that looks at ownership (the dispatch after an ack).
+    /// Acks then take the busy state lock once instead of twice.
+    settles: Mutex<Vec<u32>>,
     /// Mirrors `deleted` without the lock, for channels' lookup caches.
     gone: std::sync::atomic::AtomicBool,
     me: Weak<Queue>,
@@ -184,6 +188,7 @@ impl Queue {
             epoch: Instant::now(),
             wake: Arc::new(Notify::new()),
             flow: Notify::new(),
+            settles: Mutex::new(Vec::new()),
             gone: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
             state: Mutex::new(State {
@@ -501,6 +506,7 @@ impl Queue {
     /// message it may have: the head of one of its groups or of a free one
     /// ([`Fifo::next_group_for`]).
     fn dispatch_fifo(&self, st: &mut State) {
+        self.apply_settles(st);
         // Taken when there is something to deliver: most calls (a publish
         // while every consumer is busy) find nothing, and upgrading touches
         // the queue's reference count, which every connection shares.
@@ -570,10 +576,21 @@ impl Queue {
             // Nothing to do, and no lock to take, for other queues.
             return;
         }
-        let mut st = self.state.lock();
+        // Recorded here, applied by the next operation under the state
+        // lock (`apply_settles`): held counts may lag, which only delays a
+        // group's release, never hastens it.
+        self.settles
+            .lock()
+            .extend(entries.into_iter().map(|e| e.group));
+    }
+
+    /// Applies the settles recorded by [`Queue::settled`]; every FIFO
+    /// operation that looks at group ownership calls it first.
+    fn apply_settles(&self, st: &mut State) {
         let Some(f) = st.fifo.as_mut() else { return };
-        for e in entries {
-            f.settle(e);
+        let mut pending = self.settles.lock();
+        for g in pending.drain(..) {
+            f.settle_group(g);
         }
     }
 
@@ -651,9 +668,11 @@ impl Queue {
         channel: &Arc<ChannelLink>,
         no_ack: bool,
     ) -> Option<Entry> {
-        let Some(f) = st.fifo.as_mut() else {
+        if st.fifo.is_none() {
             return st.ready.pop_front();
-        };
+        }
+        self.apply_settles(st);
+        let f = st.fifo.as_mut()?;
         let owner = Owner::Get(channel.clone());
         let group = f.next_group_for(owner.key())?;
         f.take(group, (!no_ack).then_some(owner))
@@ -706,6 +725,7 @@ impl Queue {
     /// owner comes back too, all at the head of the group in order, and the
     /// group is released.
     fn requeue_fifo(&self, st: &mut State, entries: Vec<Entry>) {
+        self.apply_settles(st);
         let me = self.me.as_ptr();
         let Some(f) = st.fifo.as_mut() else { return };
         f.give_back(entries, |owner, of_group| {
