@@ -156,6 +156,8 @@ pub struct Queue {
     /// next operation that looks at ownership (the dispatch after an ack).
     /// Acks then take the busy state lock once instead of twice.
     settles: Mutex<Vec<u32>>,
+    /// Set when `settles` may hold something (saves taking its lock).
+    settles_pending: std::sync::atomic::AtomicBool,
     /// Mirrors `deleted` without the lock, for channels' lookup caches.
     gone: std::sync::atomic::AtomicBool,
     me: Weak<Queue>,
@@ -189,6 +191,7 @@ impl Queue {
             wake: Arc::new(Notify::new()),
             flow: Notify::new(),
             settles: Mutex::new(Vec::new()),
+            settles_pending: std::sync::atomic::AtomicBool::new(false),
             gone: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
             state: Mutex::new(State {
@@ -582,12 +585,22 @@ impl Queue {
         self.settles
             .lock()
             .extend(entries.into_iter().map(|e| e.group));
+        self.settles_pending
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// Applies the settles recorded by [`Queue::settled`]; every FIFO
     /// operation that looks at group ownership calls it first.
     fn apply_settles(&self, st: &mut State) {
         let Some(f) = st.fifo.as_mut() else { return };
+        // (A settle recorded after this check is applied by the dispatch
+        // that follows it.)
+        if !self
+            .settles_pending
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
         let mut pending = self.settles.lock();
         for g in pending.drain(..) {
             f.settle_group(g);
