@@ -29,14 +29,14 @@ def props(group: str, message_id: str) -> pika.BasicProperties:
 def test_groups_requeue_and_deduplication(amqp, conn, ch, warren_only):
     q = amqp.queue(ch, arguments={"x-queue-type": "fifo", "x-deduplication-window": 60_000})
     ch.confirm_delivery()
-    for n in (1, 2, 3):
-        for g in ("a", "b"):
+    for g in ("a", "b"):
+        for n in (1, 2, 3):
             ch.basic_publish("", q, f"{g}{n}".encode(), props(g, f"{g}{n}"))
     # A duplicate message-id: dropped, yet confirmed (pika raises on a nack).
     ch.basic_publish("", q, b"a1-again", props("a", "a1"))
     assert ready_count(ch, q) == 6
 
-    # c1 takes the oldest group, a, and keeps it; c2 gets only b.
+    # c1 takes the oldest messages (all of group a) and owns a; c2 gets only b.
     c1 = conn.channel()
     c1.basic_qos(prefetch_count=3)
     got1 = []
