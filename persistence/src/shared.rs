@@ -135,11 +135,13 @@ impl Shared {
             p.durable
         };
         self.failed.store(true, Ordering::Release);
-        self.progress_changed.notify_all();
-        // Let a callback-driven caller notice (it re-reads the state).
+        // Let a callback-driven caller notice (it re-reads the state); as in
+        // `publish`, before the waiters wake, so a woken waiter knows the
+        // callback has run.
         if let Some(cb) = &self.config.on_durable {
             cb(durable);
         }
+        self.progress_changed.notify_all();
     }
 
     /// Blocks until `pick(progress) >= id`, or the writer failed.
