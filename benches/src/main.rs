@@ -96,6 +96,10 @@ struct Args {
     /// Give every message a distinct message-id (for FIFO deduplication).
     #[arg(long)]
     message_ids: bool,
+    /// Spread messages over priorities 0..N-1 (the `priority` property,
+    /// round-robin); pair with --queue-args x-max-priority=N.
+    #[arg(long, default_value_t = 0)]
+    priorities: u8,
     /// Open --connections connections with a channel each, hold them idle
     /// for -z seconds and report the broker's RSS per connection.
     #[arg(long)]
@@ -467,6 +471,19 @@ async fn publish(
             })
             .collect()
     };
+    // Every (priority, group) combination, used in turn.
+    let props: Vec<BasicProperties> = if args.priorities == 0 {
+        props
+    } else {
+        (0..args.priorities)
+            .flat_map(|p| {
+                props.iter().map(move |base| BasicProperties {
+                    priority: Some(p),
+                    ..base.clone()
+                })
+            })
+            .collect()
+    };
     let method = Method::BasicPublish(BasicPublish {
         exchange,
         routing_key: queue,
@@ -478,7 +495,12 @@ async fn publish(
     // Confirms come back on the read half; count them there. The window is
     // per publisher (delivery tags are per channel).
     let acked = Arc::new(AtomicU64::new(0));
+    // Wakes the publisher when confirms open its window again; waiting on it
+    // instead of spinning keeps the load generator's CPU off the broker's
+    // cores.
+    let window_opened = Arc::new(tokio::sync::Notify::new());
     let (confirmed, acked_by_reader) = (shared.clone(), acked.clone());
+    let opened_by_reader = window_opened.clone();
     let mut reader_conn = (c.reader, c.rbuf);
     let confirm_task = tokio::spawn(async move {
         let (reader, rbuf) = (&mut reader_conn.0, &mut reader_conn.1);
@@ -505,6 +527,7 @@ async fn publish(
                         confirmed
                             .confirmed
                             .fetch_add(a.delivery_tag - before, Ordering::Relaxed);
+                        opened_by_reader.notify_one();
                     }
                 }
                 Some(_) => {}
@@ -528,7 +551,9 @@ async fn publish(
                 if shared.stop.load(Ordering::Relaxed) {
                     break;
                 }
-                tokio::task::yield_now().await;
+                // The timeout only bounds how late the stop flag is seen.
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(50), window_opened.notified()).await;
             }
         }
         if per_producer_rate > 0 {
