@@ -1016,6 +1016,7 @@ pub(crate) fn persist_and_push(
                     record: id,
                     body: None,
                     marker: None,
+                    returns: 0,
                 };
                 out.note(queue.push(msg.clone(), Some(p)));
             }
@@ -1044,6 +1045,7 @@ pub(crate) fn persist_and_push(
                     record: RecordId(id),
                     body: Some(body.clone()),
                     marker: None,
+                    returns: 0,
                 };
                 out.note(q.push(msg.clone(), Some(p)));
                 out.lsn = id;

@@ -69,6 +69,8 @@ pub struct Persisted {
     pub body: Option<Arc<SharedBody>>,
     /// The DELIVERED marker, once the message was first delivered.
     pub marker: Option<RecordId>,
+    /// Returns to the queue the marker records (quorum delivery counts).
+    pub returns: u32,
 }
 
 /// Channels waiting for the durable watermark.
@@ -251,10 +253,31 @@ impl Persistence {
     /// A message was handed to a consumer that must ack it.
     pub fn delivered(&self, p: &mut Persisted) {
         if p.marker.is_none() {
-            match self.append(records::DELIVERED, records::encode_delivered(p.record)) {
+            match self.append(
+                records::DELIVERED,
+                records::encode_delivered(p.record, p.returns),
+            ) {
                 Ok(id) => p.marker = Some(id),
                 Err(e) => tracing::error!(error = %e, "cannot write to the log"),
             }
+        }
+    }
+
+    /// A delivered message came back to its queue for the `returns`-th
+    /// time: a new marker records the count. The old marker goes only once
+    /// the new one is durable, so a crash never finds neither.
+    pub fn returned(&self, p: &mut Persisted, returns: u32) {
+        p.returns = returns;
+        match self.append(
+            records::DELIVERED,
+            records::encode_delivered(p.record, returns),
+        ) {
+            Ok(id) => {
+                if let Some(old) = p.marker.replace(id) {
+                    self.forgets.lock().push_back((id.0, old));
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot write to the log"),
         }
     }
 

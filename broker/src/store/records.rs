@@ -87,6 +87,10 @@ impl Writer {
         self.0.put_u8(v);
         self
     }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.put_u32(v);
+        self
+    }
     fn u64(&mut self, v: u64) -> &mut Self {
         self.0.put_u64(v);
         self
@@ -119,6 +123,9 @@ impl Reader {
     }
     fn u8(&mut self) -> Result<u8, Malformed> {
         Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, Malformed> {
+        Ok(self.take(4)?.get_u32())
     }
     fn u64(&mut self) -> Result<u64, Malformed> {
         Ok(self.take(8)?.get_u64())
@@ -285,15 +292,23 @@ pub fn decode_entry(id: RecordId, b: &Bytes) -> Result<(RecordId, RecordId), Mal
     Ok((queue, RecordId(body)))
 }
 
-/// A [`DELIVERED`] record: the message record that was delivered.
-pub fn encode_delivered(target: RecordId) -> Bytes {
-    let mut w = Writer::new(8);
+/// A [`DELIVERED`] record: the message record that was delivered, and how
+/// many times it has come back to its queue since (quorum queues count
+/// returns for their delivery limit). A count of 0 is left out.
+pub fn encode_delivered(target: RecordId, returns: u32) -> Bytes {
+    let mut w = Writer::new(12);
     w.u64(target.0);
+    if returns > 0 {
+        w.u32(returns);
+    }
     w.finish()
 }
 
-pub fn decode_delivered(b: &Bytes) -> Result<RecordId, Malformed> {
-    Ok(RecordId(Reader::new(b, "delivered").u64()?))
+pub fn decode_delivered(b: &Bytes) -> Result<(RecordId, u32), Malformed> {
+    let mut r = Reader::new(b, "delivered");
+    let target = RecordId(r.u64()?);
+    let returns = if b.len() > 8 { r.u32()? } else { 0 };
+    Ok((target, returns))
 }
 
 /// A [`DEDUP`] record: (queue record, id, expiry in unix ms).
@@ -371,8 +386,12 @@ mod tests {
             Some((RecordId(1), RecordId(5)))
         );
         assert_eq!(
-            decode_delivered(&encode_delivered(RecordId(3))).ok(),
-            Some(RecordId(3))
+            decode_delivered(&encode_delivered(RecordId(3), 0)).ok(),
+            Some((RecordId(3), 0))
+        );
+        assert_eq!(
+            decode_delivered(&encode_delivered(RecordId(3), 4)).ok(),
+            Some((RecordId(3), 4))
         );
     }
 

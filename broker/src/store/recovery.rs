@@ -46,13 +46,17 @@ pub fn restore(
     let mut out = Recovered::default();
     // Delivery markers and fan-out reference counts come after what they
     // describe; gather them first.
-    let mut markers: HashMap<u64, RecordId> = HashMap::new();
+    // A message's latest marker (with its return count) wins; older ones
+    // are freed.
+    let mut markers: HashMap<u64, (RecordId, u32)> = HashMap::new();
     let mut body_refs: HashMap<u64, usize> = HashMap::new();
     for r in &records {
         match r.kind {
             records::DELIVERED => {
-                if let Ok(target) = records::decode_delivered(&r.payload) {
-                    markers.insert(target.0, r.id);
+                if let Ok((target, returns)) = records::decode_delivered(&r.payload) {
+                    if let Some((old, _)) = markers.insert(target.0, (r.id, returns)) {
+                        store.forget(old);
+                    }
                 }
             }
             records::ENTRY => {
@@ -120,10 +124,12 @@ pub fn restore(
                     .ok()
                     .and_then(|(qrec, brec)| {
                         let (msg, body) = bodies.get(&brec.0)?;
+                        let (marker, returns) = markers.remove(&r.id.0).unzip();
                         let persisted = Persisted {
                             record: r.id,
                             body: Some(body.clone()),
-                            marker: markers.remove(&r.id.0),
+                            marker,
+                            returns: returns.unwrap_or(0),
                         };
                         let Some(queue) = queues.get(&qrec.0) else {
                             // Its queue is gone (deleted while this copy
@@ -144,13 +150,14 @@ pub fn restore(
                     .and_then(|(qrec, content)| {
                         let queue = queues.get(&qrec.0)?;
                         let msg = message(content)?;
-                        let marker = markers.remove(&r.id.0);
+                        let (marker, returns) = markers.remove(&r.id.0).unzip();
                         queue.restore(
                             msg,
                             Persisted {
                                 record: r.id,
                                 body: None,
                                 marker,
+                                returns: returns.unwrap_or(0),
                             },
                         );
                         out.messages += 1;
@@ -186,7 +193,7 @@ pub fn restore(
     }
     // Markers left are those of messages that are gone (a restored message
     // took its own); then bodies no queue holds any more.
-    for marker in markers.into_values() {
+    for (marker, _) in markers.into_values() {
         store.forget(marker);
     }
     for (id, _) in bodies.iter().filter(|(id, _)| !body_refs.contains_key(id)) {

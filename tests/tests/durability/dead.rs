@@ -276,3 +276,62 @@ async fn settled_and_deleted_things_stay_gone() {
     close(broker, conn).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn delivery_count(m: &lapin::message::BasicGetMessage) -> Option<i64> {
+    let headers = m.delivery.properties.headers().clone().unwrap_or_default();
+    match headers.inner().get("x-delivery-count") {
+        Some(AMQPValue::LongLongInt(n)) => Some(*n),
+        Some(AMQPValue::LongInt(n)) => Some(i64::from(*n)),
+        other => panic!("x-delivery-count is {other:?}"),
+    }
+}
+
+/// A quorum queue's delivery count is durable: returns counted before a
+/// restart still count towards the delivery limit after it.
+#[tokio::test]
+async fn a_delivery_count_survives_a_restart() {
+    let dir = temp_dir("delivery-count");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args.insert("x-delivery-limit".into(), AMQPValue::LongInt(2));
+
+    let (broker, conn, ch) = open(&dir).await;
+    declare(&ch, "poison", args.clone()).await;
+    publish(&ch, "", "poison", "p").await;
+    for _ in 0..2 {
+        let m = get(&ch, "poison").await;
+        m.delivery
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    // Wait for both returns to be taken in.
+    assert_eq!(count(&conn, "poison").await, Some(1));
+    close(broker, conn).await;
+
+    let (broker, conn, ch) = open(&dir).await;
+    let m = get(&ch, "poison").await;
+    assert!(m.delivery.redelivered);
+    assert_eq!(delivery_count(&m), Some(2), "the count before the restart");
+    // A third return is past the limit of 2: the message is dropped.
+    m.delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(count(&conn, "poison").await, Some(0));
+    close(broker, conn).await;
+
+    let (broker, conn, _ch) = open(&dir).await;
+    assert_eq!(count(&conn, "poison").await, Some(0), "it stays dropped");
+    close(broker, conn).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
