@@ -3,6 +3,7 @@
 //! limits, dead-lettering, priorities, single active consumer and delivery
 //! limits.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -134,8 +135,51 @@ impl State {
 /// Ready messages above which a queue with consumers holds its publishers
 /// back, and below which it lets them go again (publishers never wait on a
 /// queue nobody consumes from: a backlog there is what was asked for).
+/// A length-limited queue never grows that far, so for it "far behind"
+/// means full ([`FlowMarks`]).
 const FLOW_HIGH: usize = 20_000;
 const FLOW_LOW: usize = 10_000;
+
+/// When a queue counts as congested and when it stops: without this, a
+/// publisher feeding a full length-limited queue runs unchecked and takes
+/// the CPU its consumers need, and they see a trickle of what it drops.
+#[derive(Clone, Copy)]
+struct FlowMarks {
+    high: usize,
+    low: usize,
+    /// With `x-max-length-bytes`: congested at 3/4 of it, free at 1/2.
+    high_bytes: u64,
+    low_bytes: u64,
+}
+
+impl FlowMarks {
+    fn for_args(args: &QueueArgs) -> FlowMarks {
+        let (high, low) = match args.max_length {
+            // Nothing is ever ready in a zero-length queue.
+            Some(0) => (usize::MAX, usize::MAX),
+            Some(max) if (max as usize) < FLOW_HIGH => (max as usize, max as usize / 2),
+            _ => (FLOW_HIGH, FLOW_LOW),
+        };
+        let (high_bytes, low_bytes) = match args.max_length_bytes {
+            Some(max) if max > 0 => (max - max / 4, max / 2),
+            _ => (u64::MAX, u64::MAX),
+        };
+        FlowMarks {
+            high,
+            low,
+            high_bytes,
+            low_bytes,
+        }
+    }
+
+    fn above_high(&self, st: &State) -> bool {
+        st.len() >= self.high || st.bytes() >= self.high_bytes
+    }
+
+    fn below_low(&self, st: &State) -> bool {
+        st.len() <= self.low && st.bytes() <= self.low_bytes
+    }
+}
 
 pub struct Queue {
     pub name: ShortStr,
@@ -152,14 +196,18 @@ pub struct Queue {
     wake: Arc<Notify>,
     /// Wakes publishers held back by flow control.
     flow: Notify,
+    flow_marks: FlowMarks,
+    /// Set (under the state lock) by a publisher about to wait on `flow`,
+    /// so that dispatch only pays for a wake-up when someone waits.
+    flow_waiting: AtomicBool,
     /// FIFO: groups of acked messages, applied under the state lock by the
     /// next operation that looks at ownership (the dispatch after an ack).
     /// Acks then take the busy state lock once instead of twice.
     settles: Mutex<Vec<u32>>,
     /// Set when `settles` may hold something (saves taking its lock).
-    settles_pending: std::sync::atomic::AtomicBool,
+    settles_pending: AtomicBool,
     /// Mirrors `deleted` without the lock, for channels' lookup caches.
-    gone: std::sync::atomic::AtomicBool,
+    gone: AtomicBool,
     me: Weak<Queue>,
     state: Mutex<State>,
 }
@@ -179,6 +227,7 @@ impl Queue {
         let fifo =
             (args.kind == QueueKind::Fifo).then(|| Fifo::new(args.max_length_bytes.is_some()));
         let dedup = Dedup::new(store.is_some() && record.is_some());
+        let flow_marks = FlowMarks::for_args(&args);
         let queue = Arc::new_cyclic(|me| Queue {
             name,
             vhost,
@@ -190,9 +239,11 @@ impl Queue {
             epoch: Instant::now(),
             wake: Arc::new(Notify::new()),
             flow: Notify::new(),
+            flow_marks,
+            flow_waiting: AtomicBool::new(false),
             settles: Mutex::new(Vec::new()),
-            settles_pending: std::sync::atomic::AtomicBool::new(false),
-            gone: std::sync::atomic::AtomicBool::new(false),
+            settles_pending: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
             me: me.clone(),
             state: Mutex::new(State {
                 ready,
@@ -216,7 +267,7 @@ impl Queue {
 
     /// Whether the queue was deleted (lock-free, possibly a moment late).
     pub fn is_gone(&self) -> bool {
-        self.gone.load(std::sync::atomic::Ordering::Acquire)
+        self.gone.load(Ordering::Acquire)
     }
 
     /// Whether persistent messages routed here are written to the log.
@@ -286,7 +337,7 @@ impl Queue {
     /// queue itself: holding back its reads would hold back its own acks.
     pub fn is_congested_for(&self, conn: ConnectionId) -> bool {
         let st = self.state.lock();
-        st.len() >= FLOW_HIGH
+        self.flow_marks.above_high(&st)
             && !st.consumers.is_empty()
             && !st.consumers.iter().any(|c| c.channel.conn.id == conn)
     }
@@ -299,11 +350,22 @@ impl Queue {
         notified.as_mut().enable();
         {
             let st = self.state.lock();
-            if st.consumers.is_empty() || st.len() <= FLOW_LOW || st.deleted {
+            if st.consumers.is_empty() || self.flow_marks.below_low(&st) || st.deleted {
                 return;
             }
+            self.flow_waiting.store(true, Ordering::Relaxed);
         }
         let _ = tokio::time::timeout(limit, notified).await;
+    }
+
+    /// Lets publishers held back by flow control go on once the backlog is
+    /// down to the low mark. Called under the state lock, as the waiters
+    /// check and set `flow_waiting` under it.
+    fn release_publishers(&self, st: &State) {
+        if self.flow_waiting.load(Ordering::Relaxed) && self.flow_marks.below_low(st) {
+            self.flow_waiting.store(false, Ordering::Relaxed);
+            self.flow.notify_waiters();
+        }
     }
 
     /// Marks the queue as used now (for `x-expires`).
@@ -499,9 +561,7 @@ impl Queue {
             let c = st.consumers[i].clone();
             self.hand_over(&mut entry, c.no_ack);
             c.channel.deliver(&me, &c, entry);
-            if st.len() == FLOW_LOW {
-                self.flow.notify_waiters();
-            }
+            self.release_publishers(st);
         }
     }
 
@@ -558,10 +618,7 @@ impl Queue {
                 }
                 self.hand_over(&mut entry, c.no_ack);
                 c.channel.deliver(me, c, entry);
-                if st.len() == FLOW_LOW {
-                    // Publishers held back by flow control may go on.
-                    self.flow.notify_waiters();
-                }
+                self.release_publishers(st);
                 st.next_consumer = (i + 1) % n;
                 delivered = true;
                 break;
@@ -585,8 +642,7 @@ impl Queue {
         self.settles
             .lock()
             .extend(entries.into_iter().map(|e| e.group));
-        self.settles_pending
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.settles_pending.store(true, Ordering::Release);
     }
 
     /// Applies the settles recorded by [`Queue::settled`]; every FIFO
@@ -595,10 +651,7 @@ impl Queue {
         let Some(f) = st.fifo.as_mut() else { return };
         // (A settle recorded after this check is applied by the dispatch
         // that follows it.)
-        if !self
-            .settles_pending
-            .swap(false, std::sync::atomic::Ordering::AcqRel)
-        {
+        if !self.settles_pending.swap(false, Ordering::AcqRel) {
             return;
         }
         let mut pending = self.settles.lock();
@@ -725,6 +778,9 @@ impl Queue {
                     }
                     let count = FieldValue::I64(i64::from(e.returns));
                     e.msg = dead_letter::with_header(&e.msg, "x-delivery-count", count);
+                    if let (Some(store), Some(p)) = (&self.store, e.persisted.as_mut()) {
+                        store.returned(p, e.returns);
+                    }
                 }
                 st.ready.insert_in_order(e);
             }
@@ -829,6 +885,13 @@ impl Queue {
         let seq = st.next_seq;
         st.next_seq += 1;
         let redelivered = persisted.marker.is_some();
+        let returns = persisted.returns;
+        let msg = if self.args.kind == QueueKind::Quorum && returns > 0 {
+            let count = FieldValue::I64(i64::from(returns));
+            dead_letter::with_header(&msg, "x-delivery-count", count)
+        } else {
+            msg
+        };
         // (A FIFO queue files it under its group.)
         st.push_ready(Entry {
             msg,
@@ -836,7 +899,7 @@ impl Queue {
             redelivered,
             persisted: Some(persisted),
             expires_at,
-            returns: 0,
+            returns,
             group: 0,
         });
     }
@@ -879,7 +942,7 @@ impl Queue {
     pub fn mark_deleted(&self) -> (u32, Vec<Arc<Consumer>>) {
         let mut st = self.state.lock();
         st.deleted = true;
-        self.gone.store(true, std::sync::atomic::Ordering::Release);
+        self.gone.store(true, Ordering::Release);
         self.flow.notify_waiters();
         let all = st.drain_all();
         self.discard(&all);
@@ -1045,4 +1108,118 @@ fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::link::ConnectionLink;
+    use crate::core::outbox::Outbox;
+
+    fn queue(args: QueueArgs) -> Arc<Queue> {
+        Queue::new(
+            ShortStr::from_static("q"),
+            "/".to_string(),
+            QueueOptions {
+                durable: false,
+                exclusive_owner: None,
+                auto_delete: false,
+                arguments: FieldTable::new(),
+            },
+            args,
+            None,
+            None,
+            Weak::new(),
+        )
+    }
+
+    fn consumer(q: &Arc<Queue>, conn: u64, tag: &'static str, no_ack: bool, prefetch: u32) {
+        let link = Arc::new(ConnectionLink {
+            id: ConnectionId(conn),
+            outbox: Outbox::new(1 << 20),
+            consumer_cancel_notify: AtomicBool::new(false),
+        });
+        let channel = Arc::new(ChannelLink::new(1, link));
+        let tag = ShortStr::from_static(tag);
+        let c = Consumer::new(tag, channel, q.clone(), no_ack, false, prefetch, 0);
+        assert!(q.add_consumer(Arc::new(c), || {}).is_ok());
+    }
+
+    fn publish(q: &Queue, n: usize) {
+        for _ in 0..n {
+            let msg = Message {
+                exchange: ShortStr::from_static(""),
+                routing_key: ShortStr::from_static("q"),
+                properties: Default::default(),
+                raw_properties: bytes::Bytes::new(),
+                body: bytes::Bytes::from_static(b"m"),
+            };
+            q.push(Arc::new(msg), None);
+        }
+    }
+
+    fn max_length(n: u64) -> QueueArgs {
+        QueueArgs {
+            max_length: Some(n),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_full_length_limited_queue_holds_back_publishers_of_other_connections() {
+        let q = queue(max_length(10));
+        consumer(&q, 1, "stalled", false, 1);
+        publish(&q, 10);
+        assert!(!q.is_congested_for(ConnectionId(2)), "9 ready of 10");
+        publish(&q, 5);
+        assert_eq!(q.message_count(), 10);
+        assert!(q.is_congested_for(ConnectionId(2)));
+        assert!(
+            !q.is_congested_for(ConnectionId(1)),
+            "never the consumer's own connection"
+        );
+    }
+
+    #[test]
+    fn an_unlimited_queue_is_congested_only_far_behind() {
+        let q = queue(QueueArgs::default());
+        consumer(&q, 1, "stalled", false, 1);
+        publish(&q, 1_000);
+        assert!(!q.is_congested_for(ConnectionId(2)));
+        publish(&q, FLOW_HIGH);
+        assert!(q.is_congested_for(ConnectionId(2)));
+    }
+
+    #[test]
+    fn a_byte_limited_queue_is_congested_when_three_quarters_full() {
+        let q = queue(QueueArgs {
+            max_length_bytes: Some(8),
+            ..Default::default()
+        });
+        consumer(&q, 1, "stalled", false, 1);
+        publish(&q, 6);
+        assert!(!q.is_congested_for(ConnectionId(2)), "5 bytes ready of 8");
+        publish(&q, 1);
+        assert!(q.is_congested_for(ConnectionId(2)));
+    }
+
+    #[tokio::test]
+    async fn a_held_back_publisher_goes_on_once_consumers_drain_to_the_low_mark() {
+        let q = queue(max_length(100));
+        consumer(&q, 1, "stalled", false, 1);
+        publish(&q, 101);
+        assert!(q.is_congested_for(ConnectionId(2)));
+        let waiter = {
+            let q = q.clone();
+            tokio::spawn(async move { q.wait_uncongested(Duration::from_secs(600)).await })
+        };
+        // The waiter has registered once the flag is up.
+        while !q.flow_waiting.load(Ordering::Relaxed) {
+            tokio::task::yield_now().await;
+        }
+        consumer(&q, 1, "fast", true, 0);
+        let released = tokio::time::timeout(Duration::from_secs(30), waiter).await;
+        assert!(matches!(released, Ok(Ok(()))), "the publisher was not released");
+        assert_eq!(q.message_count(), 0);
+    }
 }
