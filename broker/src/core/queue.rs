@@ -223,7 +223,7 @@ impl Queue {
         record: Option<warren_persistence::RecordId>,
         vhost_ref: Weak<VHost>,
     ) -> Arc<Queue> {
-        let ready = Ready::new(args.max_priority);
+        let ready = Ready::new(args.max_priority, args.max_length_bytes.is_some());
         let fifo =
             (args.kind == QueueKind::Fifo).then(|| Fifo::new(args.max_length_bytes.is_some()));
         let dedup = Dedup::new(store.is_some() && record.is_some());

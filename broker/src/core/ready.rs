@@ -9,16 +9,31 @@ pub struct Ready {
     /// Index 0 is priority 0; a plain queue has one level.
     levels: Vec<VecDeque<Entry>>,
     len: usize,
-    bytes: u64,
+    /// Body bytes, kept only for a queue with a byte limit: reading a body's
+    /// length touches the message, which taking it off the list otherwise
+    /// does not (a cache miss per delivery, under the queue lock).
+    bytes: Option<u64>,
 }
 
 impl Ready {
-    pub fn new(max_priority: Option<u8>) -> Ready {
+    pub fn new(max_priority: Option<u8>, count_bytes: bool) -> Ready {
         let n = max_priority.map_or(1, |p| usize::from(p) + 1);
         Ready {
             levels: (0..n).map(|_| VecDeque::new()).collect(),
             len: 0,
-            bytes: 0,
+            bytes: count_bytes.then_some(0),
+        }
+    }
+
+    fn add_bytes(&mut self, e: &Entry) {
+        if let Some(b) = &mut self.bytes {
+            *b += e.msg.body.len() as u64;
+        }
+    }
+
+    fn remove_bytes(&mut self, e: &Entry) {
+        if let Some(b) = &mut self.bytes {
+            *b -= e.msg.body.len() as u64;
         }
     }
 
@@ -38,15 +53,16 @@ impl Ready {
         self.len == 0
     }
 
-    /// Body bytes of the ready messages (for x-max-length-bytes).
+    /// Body bytes of the ready messages (for x-max-length-bytes; 0 when
+    /// not counted).
     pub fn bytes(&self) -> u64 {
-        self.bytes
+        self.bytes.unwrap_or(0)
     }
 
     pub fn push_back(&mut self, e: Entry) {
         let l = self.level_of(&e);
         self.len += 1;
-        self.bytes += e.msg.body.len() as u64;
+        self.add_bytes(&e);
         self.levels[l].push_back(e);
     }
 
@@ -54,7 +70,7 @@ impl Ready {
     pub fn insert_in_order(&mut self, e: Entry) {
         let l = self.level_of(&e);
         self.len += 1;
-        self.bytes += e.msg.body.len() as u64;
+        self.add_bytes(&e);
         let level = &mut self.levels[l];
         // Requeued messages are nearly always older than everything ready.
         let at = level.partition_point(|r| r.seq < e.seq);
@@ -64,7 +80,7 @@ impl Ready {
     pub fn pop_front(&mut self) -> Option<Entry> {
         let e = self.levels.iter_mut().rev().find_map(|l| l.pop_front())?;
         self.len -= 1;
-        self.bytes -= e.msg.body.len() as u64;
+        self.remove_bytes(&e);
         Some(e)
     }
 
@@ -83,7 +99,9 @@ impl Ready {
             while l.front().is_some_and(|e| e.expired(now_ms)) {
                 if let Some(e) = l.pop_front() {
                     self.len -= 1;
-                    self.bytes -= e.msg.body.len() as u64;
+                    if let Some(b) = &mut self.bytes {
+                        *b -= e.msg.body.len() as u64;
+                    }
                     out.push(e);
                 }
             }
@@ -92,7 +110,9 @@ impl Ready {
 
     pub fn drain_all(&mut self) -> Vec<Entry> {
         self.len = 0;
-        self.bytes = 0;
+        if let Some(b) = &mut self.bytes {
+            *b = 0;
+        }
         self.levels
             .iter_mut()
             .rev()
