@@ -74,6 +74,8 @@ pub struct Channel {
     /// The name replies to `amq.rabbitmq.reply-to` reach this channel by.
     reply_to: Option<ShortStr>,
     cache: LookupCache,
+    /// Reused for the entries an ack takes, so acking allocates nothing.
+    acked: Vec<Unacked>,
 }
 
 /// The exchange and queue this channel last published to.
@@ -99,6 +101,7 @@ impl Channel {
             store: None,
             op_start: 0,
             reply_to: None,
+            acked: Vec::new(),
             cache: LookupCache::default(),
         }
     }
@@ -562,11 +565,13 @@ impl Channel {
                 requeue,
             } => (tag, multiple, Some(requeue)),
         };
-        let Some(taken) = self.link.take_unacked(tag, multiple) else {
+        let mut taken = std::mem::take(&mut self.acked);
+        if !self.link.take_unacked_into(tag, multiple, &mut taken) {
+            self.acked = taken;
             return Err(AmqpError::precondition(format!(
                 "unknown delivery tag {tag}"
             )));
-        };
+        }
         match requeue {
             Some(true) => requeue_all(taken),
             // Rejected without requeue: dead-lettered (or dropped).
@@ -584,6 +589,8 @@ impl Channel {
                     u.queue.settled([&u.entry]);
                     u.queue.discard([&u.entry]);
                     u.queue.dispatch();
+                    taken.clear();
+                    self.acked = taken;
                 } else {
                     for (queue, entries) in group_by_queue(taken) {
                         queue.settled(&entries);

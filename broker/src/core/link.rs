@@ -178,28 +178,32 @@ impl ChannelLink {
         self.conn.outbox.push(out);
     }
 
-    /// Removes unacked messages by tag: the one tag, or with `multiple` every
-    /// tag up to it (tag 0 with `multiple` means all). `None` when a named
+    /// Moves unacked messages by tag into `taken` (a buffer the caller
+    /// reuses): the one tag, or with `multiple` every tag up to it (tag 0
+    /// with `multiple` means all). False, and nothing moved, when a named
     /// tag is not outstanding, which the client must be told (406).
-    pub fn take_unacked(&self, tag: u64, multiple: bool) -> Option<Vec<Unacked>> {
+    pub fn take_unacked_into(&self, tag: u64, multiple: bool, taken: &mut Vec<Unacked>) -> bool {
+        let start = taken.len();
         let mut st = self.state.lock();
-        let taken: Vec<Unacked> = if multiple {
+        if multiple {
             let upto = if tag == 0 { u64::MAX } else { tag };
             // As in RabbitMQ, the named tag itself must be outstanding.
             if tag != 0 && st.unacked.binary_search_by_key(&tag, |u| u.tag).is_err() {
-                return None;
+                return false;
             }
             let n = st.unacked.partition_point(|u| u.tag <= upto);
-            st.unacked.drain(..n).collect()
+            taken.extend(st.unacked.drain(..n));
         } else {
-            let i = st.unacked.binary_search_by_key(&tag, |u| u.tag).ok()?;
-            st.unacked.remove(i).into_iter().collect()
-        };
+            let Ok(i) = st.unacked.binary_search_by_key(&tag, |u| u.tag) else {
+                return false;
+            };
+            taken.extend(st.unacked.remove(i));
+        }
         drop(st);
-        for u in &taken {
+        for u in &taken[start..] {
             self.release_credit(u);
         }
-        Some(taken)
+        true
     }
 
     /// The unacked messages matching `pred`, in tag order.

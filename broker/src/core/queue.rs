@@ -1219,7 +1219,10 @@ mod tests {
         }
         consumer(&q, 1, "fast", true, 0);
         let released = tokio::time::timeout(Duration::from_secs(30), waiter).await;
-        assert!(matches!(released, Ok(Ok(()))), "the publisher was not released");
+        assert!(
+            matches!(released, Ok(Ok(()))),
+            "the publisher was not released"
+        );
         assert_eq!(q.message_count(), 0);
     }
 }

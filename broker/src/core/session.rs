@@ -2,7 +2,7 @@
 //! the frames it receives. No sockets here: the TCP connection feeds frames
 //! in, and everything for the client comes out through the outbox.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use warren_protocol::{BasicPublish, ChannelClose, Frame, Method};
@@ -48,20 +48,21 @@ pub enum SessionStatus {
 
 pub struct Session {
     pub ctx: SessionCtx,
-    channels: HashMap<u16, ChannelSlot>,
+    /// Keyed by channel number with a fast hash: looked up for every frame.
+    channels: FxHashMap<u16, ChannelSlot>,
     channel_max: u16,
     /// The error that closed a channel, for in-process callers that want it
     /// returned from the call rather than read from the outbox.
-    channel_errors: HashMap<u16, AmqpError>,
+    channel_errors: FxHashMap<u16, AmqpError>,
 }
 
 impl Session {
     pub fn new(ctx: SessionCtx, channel_max: u16) -> Session {
         Session {
             ctx,
-            channels: HashMap::new(),
+            channels: FxHashMap::default(),
             channel_max,
-            channel_errors: HashMap::new(),
+            channel_errors: FxHashMap::default(),
         }
     }
 

@@ -8,11 +8,12 @@
 //! when the consumer's stream takes it, so a consumer that stops reading
 //! holds its queue back exactly as a TCP client that stops reading does.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, oneshot, watch};
 use warren_protocol::{Method, ReplyCode, ShortStr};
 
@@ -115,7 +116,7 @@ impl ChannelRoutes {
 
 #[derive(Default)]
 pub(crate) struct Routes {
-    pub channels: HashMap<u16, ChannelRoutes>,
+    pub channels: FxHashMap<u16, ChannelRoutes>,
     /// Why the connection closed; `None` while open.
     pub closed: Option<AmqpError>,
     /// Where the search for a free channel number starts: numbers are
