@@ -7,7 +7,7 @@ use nom::Parser;
 
 use crate::error::DecodeError;
 use crate::method::Method;
-use crate::properties::BasicProperties;
+use crate::properties::{BasicProperties, WireProperties};
 use crate::wire::{finish, WireError};
 
 pub const FRAME_METHOD: u8 = 1;
@@ -52,22 +52,18 @@ pub fn check_protocol_header(buf: &[u8]) -> ProtocolHeaderCheck {
 pub struct ContentHeader {
     pub class_id: u16,
     pub body_size: u64,
-    pub properties: BasicProperties,
-    /// Property flags and list exactly as received, so the broker can
-    /// forward them without re-encoding.
-    pub raw_properties: Bytes,
+    /// Property flags and list as received, read on demand; forwarded
+    /// without re-encoding.
+    pub properties: WireProperties,
 }
 
 impl ContentHeader {
-    /// A header for properties built in code (`raw_properties` encoded
-    /// from them).
+    /// A header for properties built in code (encoded here).
     pub fn new(class_id: u16, body_size: u64, properties: BasicProperties) -> ContentHeader {
-        let raw_properties = properties.to_bytes();
         ContentHeader {
             class_id,
             body_size,
-            properties,
-            raw_properties,
+            properties: WireProperties::from(&properties),
         }
     }
 
@@ -77,27 +73,21 @@ impl ContentHeader {
         ContentHeader::decode_owned(payload.clone())
     }
 
-    // Inlined so the large header is built where the frame is, not moved.
+    // Inlined so the header is built where the frame is, not moved.
     #[inline(always)]
     fn decode_owned(mut payload: Bytes) -> Result<ContentHeader, DecodeError> {
         let (rest, (class_id, _weight, body_size)) =
             finish((be_u16, be_u16, be_u64).parse_complete(payload.as_ref()))?;
         payload.advance(payload.len() - rest.len());
-        let raw_properties = payload;
-        let properties = BasicProperties::decode(&raw_properties)?;
         Ok(ContentHeader {
             class_id,
             body_size,
-            properties,
-            raw_properties,
+            properties: WireProperties::decode(payload)?,
         })
     }
 }
 
 /// One frame, with its channel.
-// A header is large (14 properties) but boxing it would cost an allocation
-// per published message; a frame is moved a few times, not stored.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     Method { channel: u16, method: Method },
@@ -116,17 +106,17 @@ impl Frame {
         }
     }
 
-    /// Writes the frame. A header is written from `properties`, not
-    /// `raw_properties` (use [`encode_header_frame_raw`] to forward those).
+    /// Writes the frame; a header's properties go out as they are held
+    /// (as received, for a decoded frame).
     pub fn encode(&self, buf: &mut BytesMut) {
         match self {
             Frame::Method { channel, method } => encode_method_frame(buf, *channel, method),
-            Frame::Header { channel, header } => encode_header_frame(
+            Frame::Header { channel, header } => encode_header_frame_raw(
                 buf,
                 *channel,
                 header.class_id,
                 header.body_size,
-                &header.properties,
+                header.properties.raw(),
             ),
             Frame::Body { channel, payload } => {
                 write_frame(buf, FRAME_BODY, *channel, |buf| buf.put_slice(payload))

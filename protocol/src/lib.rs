@@ -30,7 +30,7 @@ mod wire;
 pub use error::DecodeError;
 pub use frame::*;
 pub use method::*;
-pub use properties::BasicProperties;
+pub use properties::{BasicProperties, WireProperties};
 pub use reply::ReplyCode;
 pub use table::{FieldArray, FieldTable, FieldValue, MAX_NESTING_DEPTH};
 pub use types::{LengthError, LongStr, ShortStr};

@@ -73,7 +73,7 @@ fn a_publish_decodes_from_golden_bytes_without_copying_the_body() {
     };
     assert_eq!((header.class_id, header.body_size), (60, 5));
     assert_eq!(header.properties, props);
-    assert_eq!(&header.raw_properties[..], &PUBLISH_GOLDEN[40..54]);
+    assert_eq!(&header.properties.raw()[..], &PUBLISH_GOLDEN[40..54]);
     let Ok(Some(Frame::Body {
         channel: 1,
         payload,
@@ -86,7 +86,7 @@ fn a_publish_decodes_from_golden_bytes_without_copying_the_body() {
         range.contains(&(payload.as_ptr() as usize)),
         "the body is a slice of the read buffer"
     );
-    assert!(range.contains(&(header.raw_properties.as_ptr() as usize)));
+    assert!(range.contains(&(header.properties.raw().as_ptr() as usize)));
     assert_eq!(decode_frame(&mut buf, FRAME_MIN_SIZE), Ok(None));
     assert!(buf.is_empty());
 }
@@ -103,7 +103,7 @@ fn raw_properties_forward_byte_for_byte() {
         1,
         header.class_id,
         header.body_size,
-        &header.raw_properties,
+        header.properties.raw(),
     );
     assert_eq!(&out[..], &PUBLISH_GOLDEN[21..55]);
 }
@@ -320,10 +320,10 @@ fn header_continuation_flags_are_kept_in_raw_properties() {
     let Ok(Some(Frame::Header { header, .. })) = decode_frame(&mut buf, 0) else {
         panic!()
     };
-    assert_eq!(header.properties.delivery_mode, Some(1));
+    assert_eq!(header.properties.delivery_mode(), Some(1));
     assert_eq!(
-        header.raw_properties,
-        Bytes::copy_from_slice(&payload[12..])
+        header.properties.raw(),
+        &Bytes::copy_from_slice(&payload[12..])
     );
 }
 

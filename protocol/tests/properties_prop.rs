@@ -42,8 +42,47 @@ proptest! {
             return Err(TestCaseError::fail("not a header frame"));
         };
         prop_assert_eq!(header.body_size, body_size);
-        prop_assert_eq!(&header.raw_properties, &bytes);
+        prop_assert_eq!(header.properties.raw(), &bytes);
         prop_assert_eq!(header.properties, props);
+    }
+
+    #[test]
+    fn wire_properties_read_what_was_encoded(
+        props in common::properties(false),
+        continuations in 0usize..3,
+        bit_one in any::<bool>(),
+    ) {
+        let built = WireProperties::from(&props);
+        prop_assert_eq!(built.raw(), &props.to_bytes());
+        check_accessors(&built, &props)?;
+
+        // Received with continuation flag words and the undefined bit 1
+        // set, which are ignored.
+        let bytes = props.to_bytes();
+        let mut first = props.flags() | (u16::from(bit_one) << 1);
+        if continuations > 0 {
+            first |= 1;
+        }
+        let mut raw = first.to_be_bytes().to_vec();
+        for i in 0..continuations {
+            let more: u16 = if i + 1 < continuations { 0xffff } else { 0xfffe };
+            raw.extend_from_slice(&more.to_be_bytes());
+        }
+        raw.extend_from_slice(&bytes[2..]);
+        let received = WireProperties::decode(Bytes::from(raw.clone())).unwrap();
+        prop_assert_eq!(&received.raw()[..], &raw[..]);
+        check_accessors(&received, &props)?;
+        prop_assert_eq!(&received, &built);
+    }
+
+    #[test]
+    fn cut_properties_are_truncated(props in common::properties(false), cut in any::<prop::sample::Index>()) {
+        let bytes = props.to_bytes();
+        let at = cut.index(bytes.len());
+        prop_assert_eq!(WireProperties::decode(bytes.slice(..at)), Err(DecodeError::Truncated));
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        prop_assert_eq!(WireProperties::decode(Bytes::from(longer)), Err(DecodeError::TrailingBytes));
     }
 
     #[test]
@@ -109,4 +148,31 @@ proptest! {
         let mut buf = BytesMut::from(&data[..]);
         while let Ok(Some(_)) = decode_frame(&mut buf, frame_max) {}
     }
+}
+
+/// Every accessor of `wire` gives the property `props` holds.
+fn check_accessors(wire: &WireProperties, props: &BasicProperties) -> Result<(), TestCaseError> {
+    let b = |s: &Option<ShortStr>| s.as_ref().map(|s| s.as_bytes().to_vec());
+    let v = |s: Option<&[u8]>| s.map(<[u8]>::to_vec);
+    prop_assert_eq!(v(wire.content_type()), b(&props.content_type));
+    prop_assert_eq!(v(wire.content_encoding()), b(&props.content_encoding));
+    prop_assert_eq!(wire.headers(), props.headers.clone());
+    prop_assert_eq!(
+        wire.headers_raw().map(<[u8]>::to_vec),
+        props.headers.as_ref().map(|h| h.raw_bytes().to_vec())
+    );
+    prop_assert_eq!(wire.delivery_mode(), props.delivery_mode);
+    prop_assert_eq!(wire.priority(), props.priority);
+    prop_assert_eq!(v(wire.correlation_id()), b(&props.correlation_id));
+    prop_assert_eq!(v(wire.reply_to()), b(&props.reply_to));
+    prop_assert_eq!(v(wire.expiration()), b(&props.expiration));
+    prop_assert_eq!(v(wire.message_id()), b(&props.message_id));
+    prop_assert_eq!(wire.timestamp(), props.timestamp);
+    prop_assert_eq!(v(wire.kind()), b(&props.kind));
+    prop_assert_eq!(v(wire.user_id()), b(&props.user_id));
+    prop_assert_eq!(v(wire.app_id()), b(&props.app_id));
+    prop_assert_eq!(v(wire.cluster_id()), b(&props.cluster_id));
+    prop_assert_eq!(wire.is_empty(), props.flags() == 0);
+    prop_assert_eq!(&wire.to_basic_properties(), props);
+    Ok(())
 }

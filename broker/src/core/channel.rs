@@ -694,8 +694,7 @@ impl Channel {
         let msg = Arc::new(Message {
             exchange: p.method.exchange.clone(),
             routing_key: p.method.routing_key.clone(),
-            properties: header.properties,
-            raw_properties: header.raw_properties,
+            properties: header.properties.into(),
             body,
         });
         self.publish_message(ctx, p.method, msg)
@@ -712,18 +711,18 @@ impl Channel {
         mut msg: Arc<Message>,
     ) -> Result<(), AmqpError> {
         let properties = &msg.properties;
-        if let (Some(user), Some(claimed)) = (&ctx.user, &properties.user_id) {
-            if claimed.as_bytes() != user.as_bytes() {
+        if let (Some(user), Some(claimed)) = (&ctx.user, properties.user_id()) {
+            if claimed != user.as_bytes() {
                 return Err(AmqpError::precondition(format!(
-                    "user_id property set to {} but authenticated user was '{user}'",
-                    q(claimed)
+                    "user_id property set to '{}' but authenticated user was '{user}'",
+                    String::from_utf8_lossy(claimed)
                 )));
             }
         }
-        if let Some(exp) = &properties.expiration {
+        if let Some(exp) = properties.expiration() {
             check_expiration(exp)?;
         }
-        if let Some(headers) = &properties.headers {
+        if let Some(headers) = properties.headers() {
             for name in ["CC", "BCC"] {
                 match headers.get(name) {
                     None | Some(FieldValue::Array(_)) => {}
@@ -737,9 +736,8 @@ impl Channel {
             }
         }
         if properties
-            .reply_to
-            .as_ref()
-            .is_some_and(|r| r.as_bytes() == REPLY_TO.as_bytes())
+            .reply_to()
+            .is_some_and(|r| r == REPLY_TO.as_bytes())
         {
             // Direct reply-to: the reply goes straight to this channel's reply consumer.
             let Some(own) = &self.reply_to else {
@@ -750,8 +748,7 @@ impl Channel {
             let Some(m) = Arc::get_mut(&mut msg) else {
                 return Err(AmqpError::internal("published message already shared"));
             };
-            m.properties.reply_to = Some(own.clone());
-            m.raw_properties = Bytes::new();
+            m.properties.modify(|p| p.reply_to = Some(own.clone()));
         }
         if let ChannelMode::Tx = self.mode {
             // Check the exchange now so the error comes with the publish.
@@ -804,7 +801,8 @@ impl Channel {
             _ => None,
         };
         let exchange = self.publish_exchange(ctx, &publish.exchange)?;
-        let headers = msg.properties.headers.as_ref();
+        let table = msg.properties.headers();
+        let headers = table.as_deref();
         self.scratch.queues.clear();
         match &self.cache.queue {
             // Default exchange to the same queue as last time: no lookup.
@@ -825,6 +823,7 @@ impl Channel {
         }
         // CC and BCC headers name more routing keys (sender-selected distribution).
         let cc_bcc = headers.is_some_and(|h| h.contains_key("CC") || h.contains_key("BCC"));
+        drop(table);
         let msg = if cc_bcc {
             self.route_cc_bcc(ctx, &exchange, msg)
         } else {
@@ -898,7 +897,7 @@ impl Channel {
         exchange: &Arc<super::exchange::Exchange>,
         msg: Arc<Message>,
     ) -> Arc<Message> {
-        let Some(headers) = msg.properties.headers.as_ref() else {
+        let Some(headers) = msg.properties.headers() else {
             return msg;
         };
         for name in ["CC", "BCC"] {
@@ -908,24 +907,22 @@ impl Channel {
                     .filter_map(|k| k.as_str().and_then(|s| ShortStr::try_from(s).ok()))
                 {
                     ctx.vhost
-                        .route(exchange, &key, Some(headers), &mut self.scratch);
+                        .route(exchange, &key, Some(&headers), &mut self.scratch);
                 }
             }
         }
-        if !headers.contains_key("BCC") {
+        let bcc = headers.contains_key("BCC");
+        drop(headers);
+        if !bcc {
             return msg;
         }
-        let mut properties = msg.properties.clone();
-        if let Some(h) = properties.headers.as_mut() {
-            h.remove("BCC");
-        }
-        Arc::new(Message {
-            exchange: msg.exchange.clone(),
-            routing_key: msg.routing_key.clone(),
-            properties,
-            raw_properties: Bytes::new(),
-            body: msg.body.clone(),
-        })
+        let mut without_bcc = (*msg).clone();
+        without_bcc.properties.modify(|p| {
+            if let Some(h) = p.headers.as_mut() {
+                h.remove("BCC");
+            }
+        });
+        Arc::new(without_bcc)
     }
 
     /// Releases everything the channel holds: consumers leave their queues
@@ -1007,7 +1004,7 @@ pub(crate) fn persist_and_push(
     let content = || records::MessageContent {
         exchange: msg.exchange.clone(),
         routing_key: msg.routing_key.clone(),
-        raw_properties: msg.raw_properties_or_encoded(),
+        raw_properties: msg.properties.raw_or_encoded(),
         body: msg.body.clone(),
     };
     let mut out = Enqueued::default();
@@ -1067,8 +1064,8 @@ pub(crate) fn persist_and_push(
 
 /// The `expiration` property must be a non-negative integer of milliseconds;
 /// the texts are RabbitMQ's.
-fn check_expiration(exp: &ShortStr) -> Result<(), AmqpError> {
-    let text = exp.as_str().unwrap_or_default();
+fn check_expiration(exp: &[u8]) -> Result<(), AmqpError> {
+    let text = std::str::from_utf8(exp).unwrap_or_default();
     let digits = text.strip_prefix('-').unwrap_or(text);
     let end = digits
         .find(|c: char| !c.is_ascii_digit())
@@ -1085,7 +1082,7 @@ fn check_expiration(exp: &ShortStr) -> Result<(), AmqpError> {
         return Ok(());
     };
     Err(AmqpError::precondition(format!(
-        "invalid expiration {}: {detail}",
-        q(exp)
+        "invalid expiration '{}': {detail}",
+        String::from_utf8_lossy(exp)
     )))
 }

@@ -1,6 +1,7 @@
 //! Dead-lettering: the message a queue republishes to its dead-letter
 //! exchange, with RabbitMQ's `x-death` history in its headers.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -39,7 +40,7 @@ fn text(s: &ShortStr) -> FieldValue {
 /// The routing keys a message was published with: its key plus any `CC`.
 pub fn routing_keys(msg: &Message) -> Vec<ShortStr> {
     let mut keys = vec![msg.routing_key.clone()];
-    if let Some(FieldValue::Array(cc)) = msg.properties.headers.as_ref().and_then(|h| h.get("CC")) {
+    if let Some(FieldValue::Array(cc)) = msg.properties.headers().and_then(|h| h.get("CC")) {
         keys.extend(
             cc.iter()
                 .filter_map(|v| v.as_str().and_then(|s| ShortStr::try_from(s).ok())),
@@ -51,11 +52,7 @@ pub fn routing_keys(msg: &Message) -> Vec<ShortStr> {
 /// Whether dead-lettering `msg` into `queue` would go round a cycle with no
 /// rejection on the way; RabbitMQ drops such a message.
 pub fn is_cycle(msg: &Message, queue: &ShortStr) -> bool {
-    let Some(FieldValue::Array(deaths)) = msg
-        .properties
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("x-death"))
+    let Some(FieldValue::Array(deaths)) = msg.properties.headers().and_then(|h| h.get("x-death"))
     else {
         return false;
     };
@@ -87,7 +84,11 @@ pub fn dead_lettered(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let mut headers = msg.properties.headers.clone().unwrap_or_default();
+    let mut headers = msg
+        .properties
+        .headers()
+        .map(Cow::into_owned)
+        .unwrap_or_default();
     headers.remove("x-delivery-count");
     let mut deaths: Vec<FieldValue> = match headers.get("x-death") {
         Some(FieldValue::Array(a)) => a.iter().collect(),
@@ -123,8 +124,11 @@ pub fn dead_lettered(
             ]
             .into_iter()
             .collect();
-            if let Some(exp) = &msg.properties.expiration {
-                t.insert(key("original-expiration"), text(exp));
+            if let Some(exp) = msg.properties.expiration() {
+                t.insert(
+                    key("original-expiration"),
+                    FieldValue::LongStr(LongStr::from(Bytes::copy_from_slice(exp))),
+                );
             }
             FieldValue::Table(t)
         }
@@ -143,13 +147,14 @@ pub fn dead_lettered(
         headers.insert(key("x-first-death-exchange"), text(&msg.exchange));
     }
     let mut properties = msg.properties.clone();
-    properties.expiration = None;
-    properties.headers = Some(headers);
+    properties.modify(|p| {
+        p.expiration = None;
+        p.headers = Some(headers);
+    });
     Arc::new(Message {
         exchange: dlx.clone(),
         routing_key: routing_key.clone(),
         properties,
-        raw_properties: Bytes::new(),
         body: msg.body.clone(),
     })
 }
@@ -157,14 +162,15 @@ pub fn dead_lettered(
 /// A copy of `msg` with one header set (for `x-delivery-count`).
 pub fn with_header(msg: &Message, name: &'static str, value: FieldValue) -> Arc<Message> {
     let mut properties = msg.properties.clone();
-    let mut headers = properties.headers.take().unwrap_or_default();
-    headers.insert(key(name), value);
-    properties.headers = Some(headers);
+    properties.modify(|p| {
+        let mut headers = p.headers.take().unwrap_or_default();
+        headers.insert(key(name), value);
+        p.headers = Some(headers);
+    });
     Arc::new(Message {
         exchange: msg.exchange.clone(),
         routing_key: msg.routing_key.clone(),
         properties,
-        raw_properties: Bytes::new(),
         body: msg.body.clone(),
     })
 }

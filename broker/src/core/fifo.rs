@@ -69,13 +69,13 @@ impl GroupKey<'_> {
 /// The group a message belongs to: its `x-group-id` header, or "" (the
 /// default group). A non-string header value is named by its text form.
 fn group_key(msg: &Message) -> GroupKey<'_> {
-    let Some(headers) = msg.properties.headers.as_ref() else {
+    let Some(entries) = msg.properties.headers_raw() else {
         return GroupKey::Default;
     };
-    match raw_long_str(headers.raw_bytes(), b"x-group-id") {
+    match raw_long_str(entries, b"x-group-id") {
         Raw::Str(s) => GroupKey::Str(s),
         Raw::Absent => GroupKey::Default,
-        Raw::Other => match headers.get("x-group-id") {
+        Raw::Other => match msg.properties.headers().and_then(|h| h.get("x-group-id")) {
             Some(FieldValue::LongStr(s)) => GroupKey::Owned(s.as_bytes().to_vec()),
             Some(other) => GroupKey::Owned(format!("{other:?}").into_bytes()),
             None => GroupKey::Default,
@@ -668,19 +668,23 @@ fn hash128(kind: u8, bytes: &[u8]) -> u128 {
 /// The deduplication id of a message: `x-deduplication-id`, else
 /// `message-id`, else (when enabled) a hash of the body.
 pub fn dedup_id(msg: &Message, content_based: bool) -> Option<u128> {
-    if let Some(h) = msg.properties.headers.as_ref() {
-        match raw_long_str(h.raw_bytes(), b"x-deduplication-id") {
+    if let Some(entries) = msg.properties.headers_raw() {
+        match raw_long_str(entries, b"x-deduplication-id") {
             Raw::Str(s) => return Some(hash128(0, s)),
             Raw::Absent => {}
-            Raw::Other => match h.get("x-deduplication-id") {
+            Raw::Other => match msg
+                .properties
+                .headers()
+                .and_then(|h| h.get("x-deduplication-id"))
+            {
                 Some(FieldValue::LongStr(s)) => return Some(hash128(0, s.as_bytes())),
                 Some(other) => return Some(hash128(0, format!("{other:?}").as_bytes())),
                 None => {}
             },
         }
     }
-    if let Some(id) = &msg.properties.message_id {
-        return Some(hash128(0, id.as_bytes()));
+    if let Some(id) = msg.properties.message_id() {
+        return Some(hash128(0, id));
     }
     content_based.then(|| hash128(1, &msg.body))
 }
@@ -707,8 +711,8 @@ mod tests {
             properties: BasicProperties {
                 headers: Some(headers),
                 ..Default::default()
-            },
-            raw_properties: Bytes::new(),
+            }
+            .into(),
             body: Bytes::from_static(b"x"),
         })
     }
@@ -928,11 +932,13 @@ mod tests {
     #[test]
     fn non_string_group_ids_are_groups_too() {
         let mut m = (*msg("")).clone();
-        m.properties.headers = Some(
-            [(ShortStr::from_static("x-group-id"), FieldValue::I32(7))]
-                .into_iter()
-                .collect(),
-        );
+        m.properties.modify(|p| {
+            p.headers = Some(
+                [(ShortStr::from_static("x-group-id"), FieldValue::I32(7))]
+                    .into_iter()
+                    .collect(),
+            )
+        });
         let mut f = Fifo::default();
         f.push(Entry {
             msg: Arc::new(m),
@@ -989,11 +995,13 @@ mod tests {
         assert!(matches!(raw_long_str(b"", b"x-group-id"), Raw::Absent));
         // A group id that is not a string still names a group.
         let mut m = (*msg("")).clone();
-        m.properties.headers = Some(
-            [(ShortStr::from_static("x-group-id"), FieldValue::I32(7))]
-                .into_iter()
-                .collect(),
-        );
+        m.properties.modify(|p| {
+            p.headers = Some(
+                [(ShortStr::from_static("x-group-id"), FieldValue::I32(7))]
+                    .into_iter()
+                    .collect(),
+            )
+        });
         assert_eq!(group_key(&m).as_bytes(), b"I32(7)");
         assert_eq!(group_key(&msg("g")).as_bytes(), b"g");
         assert_eq!(group_key(&msg("")).as_bytes(), b"");
@@ -1043,7 +1051,9 @@ mod tests {
         assert_eq!(dedup_id(&m, false), None);
         assert!(dedup_id(&m, true).is_some());
         let mut with_id = (*m).clone();
-        with_id.properties.message_id = Some(ShortStr::from_static("m-1"));
+        with_id
+            .properties
+            .modify(|p| p.message_id = Some(ShortStr::from_static("m-1")));
         assert_eq!(dedup_id(&with_id, true), Some(hash128(0, b"m-1")));
     }
 }

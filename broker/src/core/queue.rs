@@ -378,9 +378,9 @@ impl Queue {
     fn expiry_for(&self, msg: &Message) -> Option<u64> {
         let per_message = msg
             .properties
-            .expiration
-            .as_ref()
-            .and_then(|e| e.as_str().and_then(|s| s.parse::<u64>().ok()));
+            .expiration()
+            .and_then(|e| std::str::from_utf8(e).ok())
+            .and_then(|s| s.parse::<u64>().ok());
         let ttl = match (
             self.args.message_ttl.map(|d| d.as_millis() as u64),
             per_message,
@@ -988,7 +988,7 @@ impl Queue {
                 vhost.route(
                     &exchange,
                     &key,
-                    msg.properties.headers.as_ref(),
+                    msg.properties.headers().as_deref(),
                     &mut scratch,
                 );
             }
@@ -1151,7 +1151,6 @@ mod tests {
                 exchange: ShortStr::from_static(""),
                 routing_key: ShortStr::from_static("q"),
                 properties: Default::default(),
-                raw_properties: bytes::Bytes::new(),
                 body: bytes::Bytes::from_static(b"m"),
             };
             q.push(Arc::new(msg), None);

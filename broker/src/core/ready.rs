@@ -41,7 +41,7 @@ impl Ready {
         if self.levels.len() == 1 {
             return 0;
         }
-        let p = usize::from(e.msg.properties.priority.unwrap_or(0));
+        let p = usize::from(e.msg.properties.priority().unwrap_or(0));
         p.min(self.levels.len() - 1)
     }
 

@@ -517,8 +517,7 @@ impl Channel {
         let msg = Arc::new(Message {
             exchange: exchange.clone(),
             routing_key: routing_key.clone(),
-            properties,
-            raw_properties: Bytes::new(),
+            properties: properties.into(),
             body,
         });
         let method = BasicPublish {

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -14,17 +14,21 @@ use warren_protocol::{BasicAck, BasicNack, BasicProperties, BasicReject, Method,
 
 use super::channel::Channel;
 use super::connection::ConnInner;
-use crate::core::message::Message;
+use crate::core::message::{Message, MessageProperties, NO_PROPERTIES};
 use crate::error::AmqpError;
 
 /// A message delivered to a [`Consumer`] or fetched with
 /// [`Channel::basic_get`].
 ///
 /// It shares the published message: [`Delivery::body`] is the publisher's
-/// `Bytes`, not a copy, and the properties are not cloned either.
+/// `Bytes`, not a copy, and the properties of an in-process publisher are
+/// not cloned either.
 #[derive(Debug)]
 pub struct Delivery {
     msg: Arc<Message>,
+    /// The properties of a message that came over TCP, decoded from the
+    /// received bytes the first time they are asked for.
+    decoded: OnceLock<Box<BasicProperties>>,
     delivery_tag: u64,
     redelivered: bool,
     consumer_tag: Option<ShortStr>,
@@ -43,6 +47,7 @@ impl Delivery {
     ) -> Delivery {
         Delivery {
             msg,
+            decoded: OnceLock::new(),
             delivery_tag,
             redelivered,
             consumer_tag,
@@ -78,9 +83,16 @@ impl Delivery {
         &self.msg.routing_key
     }
 
-    /// Its properties as published.
+    /// Its properties as published. Those of a message published over
+    /// TCP are decoded (strings sliced, not copied) on the first call.
     pub fn properties(&self) -> &BasicProperties {
-        &self.msg.properties
+        match &self.msg.properties {
+            MessageProperties::Built(p) => p,
+            MessageProperties::Wire(p) if p.is_empty() => &NO_PROPERTIES,
+            MessageProperties::Wire(p) => self
+                .decoded
+                .get_or_init(|| Box::new(p.to_basic_properties())),
+        }
     }
 
     /// Its body: the very bytes the publisher passed (cloning a `Bytes` is

@@ -336,7 +336,7 @@ fn route_other(item: Outbound, r: &mut Routes, conn: &Weak<ConnInner>) {
                     reply_text: reply_text.to_string_lossy().into_owned(),
                     exchange: msg.exchange.to_string_lossy().into_owned(),
                     routing_key: msg.routing_key.to_string_lossy().into_owned(),
-                    properties: msg.properties.clone(),
+                    properties: msg.properties.to_basic(),
                     body: msg.body.clone(),
                 };
                 ch.returns.push(ret.clone());

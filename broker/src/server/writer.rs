@@ -12,7 +12,7 @@ use warren_protocol::{
 };
 
 use crate::core::link::ConnectionLink;
-use crate::core::message::Message;
+use crate::core::message::{Message, MessageProperties};
 use crate::core::outbox::{Outbound, Outbox};
 
 /// Writes everything pushed to the connection's outbox until it is closed
@@ -159,10 +159,9 @@ fn encode_content(
 ) {
     encode_method_frame(buf, channel, method);
     let size = msg.body.len() as u64;
-    if msg.raw_properties.is_empty() {
-        encode_header_frame(buf, channel, 60, size, &msg.properties);
-    } else {
-        encode_header_frame_raw(buf, channel, 60, size, &msg.raw_properties);
+    match &msg.properties {
+        MessageProperties::Wire(p) => encode_header_frame_raw(buf, channel, 60, size, p.raw()),
+        MessageProperties::Built(p) => encode_header_frame(buf, channel, 60, size, p),
     }
     encode_body_frames(buf, channel, &msg.body, frame_max);
 }

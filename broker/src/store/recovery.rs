@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use warren_persistence::{Record, RecordId};
-use warren_protocol::{BasicProperties, ShortStr};
+use warren_protocol::{ShortStr, WireProperties};
 
 use super::records::{self, BindingRecord, ExchangeRecord, MessageContent, QueueRecord};
 use super::{Persisted, Persistence, SharedBody};
@@ -26,12 +26,11 @@ pub struct Recovered {
 }
 
 fn message(content: MessageContent) -> Option<Arc<Message>> {
-    let properties = BasicProperties::decode(&content.raw_properties).ok()?;
+    let properties = WireProperties::decode(content.raw_properties).ok()?;
     Some(Arc::new(Message {
         exchange: content.exchange,
         routing_key: content.routing_key,
-        properties,
-        raw_properties: content.raw_properties,
+        properties: properties.into(),
         body: content.body,
     }))
 }
