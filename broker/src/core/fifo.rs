@@ -141,6 +141,10 @@ fn recent_slot(name: &[u8]) -> usize {
     ((h ^ (h >> 16)) as usize) % RECENT
 }
 
+/// How many emptied heaps [`Fifo::spare`] keeps, and the largest it keeps.
+const SPARE_HEAPS: usize = 16;
+const SPARE_CAPACITY: usize = 4096;
+
 /// A group's slot in [`Fifo::groups`].
 type GroupId = u32;
 
@@ -243,6 +247,10 @@ pub struct Fifo {
     free: Heads,
     /// Owned groups with messages, per owner key, by head.
     owned: IntMap<usize, Heads>,
+    /// Emptied heaps of `owned`, kept for the next owner: groups move
+    /// between owners all the time, and growing a new heap each time cost
+    /// a reallocation or more per delivery.
+    spare: Vec<Heads>,
     len: usize,
     bytes: u64,
     /// Whether `bytes` is kept (only a byte limit needs it, and reading a
@@ -357,7 +365,9 @@ impl Fifo {
                         h.live -= 1;
                         if h.live == 0 {
                             // Its entries are all stale now.
-                            self.owned.remove(&key);
+                            if let Some(h) = self.owned.remove(&key) {
+                                self.recycle(h);
+                            }
                         }
                     }
                 }
@@ -365,7 +375,14 @@ impl Fifo {
             }
             match after {
                 Some(0) => self.free.live += 1,
-                Some(key) => self.owned.entry(key).or_default().live += 1,
+                Some(key) => {
+                    let spare = &mut self.spare;
+                    let h = self
+                        .owned
+                        .entry(key)
+                        .or_insert_with(|| spare.pop().unwrap_or_default());
+                    h.live += 1;
+                }
                 None => {}
             }
         }
@@ -387,6 +404,15 @@ impl Fifo {
                 self.by_name.remove(&g.name);
             }
             self.vacant.push(id);
+        }
+    }
+
+    /// Keeps an emptied heap of `owned` for reuse (a few, not too large).
+    fn recycle(&mut self, mut h: Heads) {
+        if self.spare.len() < SPARE_HEAPS && h.heap.capacity() <= SPARE_CAPACITY {
+            h.heap.clear();
+            h.live = 0;
+            self.spare.push(h);
         }
     }
 
