@@ -282,20 +282,29 @@ impl Channel {
                 });
                 Ok(())
             }
-            Method::BasicAck(m) => self.ack_op(AckOp::Ack {
-                tag: m.delivery_tag,
-                multiple: m.multiple,
-            }),
-            Method::BasicReject(m) => self.ack_op(AckOp::Reject {
-                tag: m.delivery_tag,
-                multiple: false,
-                requeue: m.requeue,
-            }),
-            Method::BasicNack(m) => self.ack_op(AckOp::Reject {
-                tag: m.delivery_tag,
-                multiple: m.multiple,
-                requeue: m.requeue,
-            }),
+            Method::BasicAck(m) => self.ack_op(
+                ctx,
+                AckOp::Ack {
+                    tag: m.delivery_tag,
+                    multiple: m.multiple,
+                },
+            ),
+            Method::BasicReject(m) => self.ack_op(
+                ctx,
+                AckOp::Reject {
+                    tag: m.delivery_tag,
+                    multiple: false,
+                    requeue: m.requeue,
+                },
+            ),
+            Method::BasicNack(m) => self.ack_op(
+                ctx,
+                AckOp::Reject {
+                    tag: m.delivery_tag,
+                    multiple: m.multiple,
+                    requeue: m.requeue,
+                },
+            ),
             Method::BasicRecover(m) => {
                 if !m.requeue {
                     return Err(AmqpError::not_implemented("requeue=false"));
@@ -336,7 +345,7 @@ impl Channel {
                     self.route_and_enqueue(ctx, &publish, msg)?;
                 }
                 for op in tx.acks {
-                    self.apply_ack(op)?;
+                    self.apply_ack(ctx, op)?;
                 }
                 self.reply_durable(Method::TxCommitOk);
                 Ok(())
@@ -548,15 +557,17 @@ impl Channel {
         })
     }
 
-    fn ack_op(&mut self, op: AckOp) -> Result<(), AmqpError> {
+    fn ack_op(&mut self, ctx: &mut SessionCtx, op: AckOp) -> Result<(), AmqpError> {
         if let ChannelMode::Tx = self.mode {
             self.tx.acks.push(op);
             return Ok(());
         }
-        self.apply_ack(op)
+        self.apply_ack(ctx, op)
     }
 
-    fn apply_ack(&mut self, op: AckOp) -> Result<(), AmqpError> {
+    /// Settles acked or rejected deliveries. The credit they give back is
+    /// used at the end of the batch of frames ([`SessionCtx::dispatch_later`]).
+    fn apply_ack(&mut self, ctx: &mut SessionCtx, op: AckOp) -> Result<(), AmqpError> {
         let (tag, multiple, requeue) = match op {
             AckOp::Ack { tag, multiple } => (tag, multiple, None),
             AckOp::Reject {
@@ -579,23 +590,23 @@ impl Channel {
                 for (queue, entries) in group_by_queue(taken) {
                     queue.settled(&entries);
                     queue.reject(entries);
-                    queue.dispatch();
+                    ctx.dispatch_later(&queue);
                 }
             }
             None => {
                 // Acked: gone for good, and credit is back, so queues may
                 // deliver more.
                 if let [u] = taken.as_slice() {
-                    u.queue.settled([&u.entry]);
-                    u.queue.discard([&u.entry]);
-                    u.queue.dispatch();
+                    u.queue().settled([&u.entry]);
+                    u.queue().discard([&u.entry]);
+                    ctx.dispatch_later(u.queue());
                     taken.clear();
                     self.acked = taken;
                 } else {
                     for (queue, entries) in group_by_queue(taken) {
                         queue.settled(&entries);
                         queue.discard(&entries);
-                        queue.dispatch();
+                        ctx.dispatch_later(&queue);
                     }
                 }
             }
@@ -948,9 +959,9 @@ fn requeue_all(unacked: Vec<Unacked>) {
 fn group_by_queue(unacked: Vec<Unacked>) -> Vec<(Arc<Queue>, Vec<Entry>)> {
     let mut groups: Vec<(Arc<Queue>, Vec<Entry>)> = Vec::new();
     for u in unacked {
-        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, u.queue())) {
             Some((_, v)) => v.push(u.entry),
-            None => groups.push((u.queue, vec![u.entry])),
+            None => groups.push((u.queue().clone(), vec![u.entry])),
         }
     }
     groups

@@ -9,7 +9,9 @@
 //! which may be held while pushing to an outbox. Never the other way round,
 //! and never two queue locks at once.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -35,10 +37,28 @@ pub struct ConnectionLink {
 /// A message delivered on a channel and not yet acknowledged.
 pub struct Unacked {
     pub tag: u64,
-    pub queue: Arc<Queue>,
     pub entry: Entry,
-    /// `None` for a message fetched with basic.get.
-    pub consumer: Option<Arc<Consumer>>,
+    pub from: Source,
+}
+
+/// Where an unacked message came from.
+pub enum Source {
+    /// A consumer, attached to the message's queue. (The queue is not kept
+    /// beside it: every connection would bump and drop the queue's one
+    /// reference count for every delivery.)
+    Consumer(Arc<Consumer>),
+    /// basic.get from this queue.
+    Get(Arc<Queue>),
+}
+
+impl Unacked {
+    /// The queue the message came from.
+    pub fn queue(&self) -> &Arc<Queue> {
+        match &self.from {
+            Source::Consumer(c) => &c.queue,
+            Source::Get(q) => q,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -129,8 +149,8 @@ impl ChannelLink {
 
     /// Sends a message to a consumer: tags it, records it as unacked unless
     /// the consumer is no-ack, and queues the deliver frame. Called with the
-    /// queue's lock held.
-    pub fn deliver(&self, queue: &Arc<Queue>, consumer: &Arc<Consumer>, entry: Entry) {
+    /// lock of the consumer's queue held.
+    pub fn deliver(&self, consumer: &Arc<Consumer>, entry: Entry) {
         let mut st = self.state.lock();
         let tag = st.next_tag;
         st.next_tag += 1;
@@ -146,12 +166,13 @@ impl ChannelLink {
             self.global_unacked.fetch_add(1, Ordering::Relaxed);
             st.unacked.push_back(Unacked {
                 tag,
-                queue: queue.clone(),
                 entry,
-                consumer: Some(consumer.clone()),
+                from: Source::Consumer(consumer.clone()),
             });
         }
-        self.conn.outbox.push(out);
+        if self.conn.outbox.push_quiet(out) {
+            wake_writer(&self.conn);
+        }
     }
 
     /// Answers a basic.get with a message. Called with the queue's lock held.
@@ -170,12 +191,13 @@ impl ChannelLink {
             self.global_unacked.fetch_add(1, Ordering::Relaxed);
             st.unacked.push_back(Unacked {
                 tag,
-                queue: queue.clone(),
                 entry,
-                consumer: None,
+                from: Source::Get(queue.clone()),
             });
         }
-        self.conn.outbox.push(out);
+        if self.conn.outbox.push_quiet(out) {
+            wake_writer(&self.conn);
+        }
     }
 
     /// Moves unacked messages by tag into `taken` (a buffer the caller
@@ -236,7 +258,7 @@ impl ChannelLink {
     }
 
     fn release_credit(&self, u: &Unacked) {
-        if let Some(c) = &u.consumer {
+        if let Source::Consumer(c) = &u.from {
             c.unacked.fetch_sub(1, Ordering::Relaxed);
         }
         self.global_unacked.fetch_sub(1, Ordering::Relaxed);
@@ -271,6 +293,69 @@ impl ChannelLink {
         self.closed.store(true, Ordering::Release);
         self.deferred.lock().clear();
         std::mem::take(&mut self.state.lock().consumers)
+    }
+}
+
+thread_local! {
+    /// Writers to wake once this thread leaves the scope of its outermost
+    /// [`DeferWakes`], and how many scopes are open.
+    static DEFERRED: RefCell<(usize, Vec<Arc<ConnectionLink>>)> =
+        const { RefCell::new((0, Vec::new())) };
+}
+
+/// While one is alive, deliveries on this thread wake their connections'
+/// writers only when it ends. A queue opens one before taking its lock: a
+/// wake-up can hand the writer's task to another thread, and that costs
+/// far more than the delivery; done under the lock, every other thread
+/// waiting for the queue waits for it too. (Not `Send`: it must end on the
+/// thread that opened it, so it cannot be held across an await.)
+pub struct DeferWakes(PhantomData<*const ()>);
+
+impl DeferWakes {
+    pub fn open() -> DeferWakes {
+        DEFERRED.with(|d| d.borrow_mut().0 += 1);
+        DeferWakes(PhantomData)
+    }
+}
+
+impl Drop for DeferWakes {
+    fn drop(&mut self) {
+        let mut conns = DEFERRED.with(|d| {
+            let mut d = d.borrow_mut();
+            d.0 -= 1;
+            if d.0 == 0 {
+                std::mem::take(&mut d.1)
+            } else {
+                Vec::new()
+            }
+        });
+        for conn in conns.drain(..) {
+            conn.outbox.wake();
+        }
+        // Hand the (empty) list back so its allocation is reused.
+        DEFERRED.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.1.capacity() == 0 {
+                d.1 = conns;
+            }
+        });
+    }
+}
+
+/// Wakes `conn`'s writer now, or at the end of the open [`DeferWakes`].
+fn wake_writer(conn: &Arc<ConnectionLink>) {
+    let now = DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 == 0 {
+            return true;
+        }
+        if !d.1.iter().any(|c| Arc::ptr_eq(c, conn)) {
+            d.1.push(conn.clone());
+        }
+        false
+    });
+    if now {
+        conn.outbox.wake();
     }
 }
 

@@ -6,6 +6,7 @@
 //! the in-process API reads the same items without encoding them.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -75,6 +76,9 @@ struct Inner {
 /// The ordered queue of items for one connection, with a byte budget.
 pub struct Outbox {
     inner: Mutex<Inner>,
+    /// `inner.bytes`, readable without the lock: queues check it for every
+    /// delivery, under their own lock.
+    bytes: AtomicUsize,
     notify: Notify,
     high_water: usize,
 }
@@ -83,34 +87,55 @@ impl Outbox {
     pub fn new(high_water: usize) -> Outbox {
         Outbox {
             inner: Mutex::new(Inner::default()),
+            bytes: AtomicUsize::new(0),
             notify: Notify::new(),
             high_water,
         }
     }
 
     pub fn push(&self, item: Outbound) {
+        if self.push_quiet(item) {
+            self.wake();
+        }
+    }
+
+    /// Queues `item` without waking the writer; true when the caller must
+    /// [`Outbox::wake`] it (the item was taken).
+    pub fn push_quiet(&self, item: Outbound) -> bool {
         let mut inner = self.inner.lock();
         if inner.closed {
-            return;
+            return false;
         }
         inner.bytes += item.cost();
+        self.bytes.store(inner.bytes, Ordering::Relaxed);
         inner.items.push_back(item);
-        drop(inner);
+        true
+    }
+
+    /// Wakes the writer to send what was queued.
+    pub fn wake(&self) {
         self.notify.notify_one();
     }
 
     /// True while the client has not read what was already queued: the
     /// broker then holds further deliveries back instead of buffering them.
     pub fn is_full(&self) -> bool {
-        self.inner.lock().bytes >= self.high_water
+        self.bytes.load(Ordering::Relaxed) >= self.high_water
     }
 
-    /// Remembers a queue to resume when the outbox drains.
-    pub fn wait_for_room(&self, queue: Weak<Queue>) {
+    /// Remembers a queue to resume when the outbox drains, if it is still
+    /// full; false when it is not (any more), and the queue may go on. The
+    /// check and the registration are one step under the lock, so the
+    /// writer's [`Outbox::written`] cannot slip between them unseen.
+    pub fn wait_for_room(&self, queue: Weak<Queue>) -> bool {
         let mut inner = self.inner.lock();
+        if inner.bytes < self.high_water {
+            return false;
+        }
         if !inner.waiting.iter().any(|w| w.ptr_eq(&queue)) {
             inner.waiting.push(queue);
         }
+        true
     }
 
     /// Moves everything queued into `batch` (which the caller reuses).
@@ -125,6 +150,7 @@ impl Outbox {
         let waiting = {
             let mut inner = self.inner.lock();
             inner.bytes = inner.bytes.saturating_sub(bytes);
+            self.bytes.store(inner.bytes, Ordering::Relaxed);
             if inner.bytes < self.high_water / 2 && !inner.waiting.is_empty() {
                 std::mem::take(&mut inner.waiting)
             } else {

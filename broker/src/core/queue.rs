@@ -14,7 +14,7 @@ use warren_protocol::{FieldTable, FieldValue, ShortStr};
 use super::dead_letter::{self, Reason};
 use super::exchange::RouteScratch;
 use super::fifo::{self, Dedup, Fifo, Owner};
-use super::link::{ChannelLink, ConnectionId, Consumer};
+use super::link::{ChannelLink, ConnectionId, Consumer, DeferWakes};
 use super::message::Message;
 use super::queue_args::{Overflow, QueueArgs, QueueKind};
 use super::ready::Ready;
@@ -200,6 +200,14 @@ pub struct Queue {
     /// Set (under the state lock) by a publisher about to wait on `flow`,
     /// so that dispatch only pays for a wake-up when someone waits.
     flow_waiting: AtomicBool,
+    /// Whether the backlog is above the high mark with consumers attached,
+    /// as of the last operation under the state lock: kept there
+    /// ([`Queue::note_flow`]) so that publishers check it, once per
+    /// message, without taking that lock.
+    congested: AtomicBool,
+    /// The connections of the attached consumers (changed with `consumers`,
+    /// under the state lock), read by publishers only while `congested`.
+    consumer_conns: Mutex<Vec<ConnectionId>>,
     /// FIFO: groups of acked messages, applied under the state lock by the
     /// next operation that looks at ownership (the dispatch after an ack).
     /// Acks then take the busy state lock once instead of twice.
@@ -241,6 +249,8 @@ impl Queue {
             flow: Notify::new(),
             flow_marks,
             flow_waiting: AtomicBool::new(false),
+            congested: AtomicBool::new(false),
+            consumer_conns: Mutex::new(Vec::new()),
             settles: Mutex::new(Vec::new()),
             settles_pending: AtomicBool::new(false),
             gone: AtomicBool::new(false),
@@ -335,11 +345,20 @@ impl Queue {
     /// Whether a publisher on connection `conn` should wait: consumers exist
     /// but lag far behind. Never for a connection that consumes from the
     /// queue itself: holding back its reads would hold back its own acks.
+    /// Lock-free: it reads what the last operation under the state lock
+    /// found ([`Queue::note_flow`]), as the state lock would a moment later.
     pub fn is_congested_for(&self, conn: ConnectionId) -> bool {
-        let st = self.state.lock();
-        self.flow_marks.above_high(&st)
-            && !st.consumers.is_empty()
-            && !st.consumers.iter().any(|c| c.channel.conn.id == conn)
+        self.congested.load(Ordering::Relaxed) && !self.consumer_conns.lock().contains(&conn)
+    }
+
+    /// Brings `congested` up to date; called under the state lock after
+    /// anything that changes the backlog or the consumers.
+    fn note_flow(&self, st: &State) {
+        let congested = !st.consumers.is_empty() && self.flow_marks.above_high(st);
+        // Written only on a change: publishers on other cores read it.
+        if self.congested.load(Ordering::Relaxed) != congested {
+            self.congested.store(congested, Ordering::Relaxed);
+        }
     }
 
     /// Waits (at most `limit`) until the backlog falls to the low mark or
@@ -394,9 +413,16 @@ impl Queue {
     /// Adds a published message and hands it to a consumer if one has room.
     pub fn push(&self, msg: Arc<Message>, persisted: Option<Persisted>) -> PushOutcome {
         let expires_at = self.expiry_for(&msg);
+        // FIFO: the deduplication id, hashed before taking the lock.
+        let dedup_id = match self.args.kind {
+            QueueKind::Fifo => fifo::dedup_id(&msg, self.args.content_based_dedup),
+            _ => None,
+        };
+        let _wakes = DeferWakes::open();
         let (outcome, dead) = {
             let mut st = self.state.lock();
-            let outcome = self.push_locked(&mut st, msg, persisted, expires_at);
+            let outcome = self.push_locked(&mut st, msg, persisted, expires_at, dedup_id);
+            self.note_flow(&st);
             (outcome, std::mem::take(&mut st.dead))
         };
         self.dead_letter(dead);
@@ -409,6 +435,7 @@ impl Queue {
         msg: Arc<Message>,
         persisted: Option<Persisted>,
         expires_at: Option<u64>,
+        dedup_id: Option<u128>,
     ) -> PushOutcome {
         if st.deleted {
             if let (Some(store), Some(p)) = (&self.store, &persisted) {
@@ -419,7 +446,7 @@ impl Queue {
         // FIFO: the deduplication id, remembered once the message is accepted.
         let mut dedup = None;
         if st.fifo.is_some() {
-            if let Some(id) = fifo::dedup_id(&msg, self.args.content_based_dedup) {
+            if let Some(id) = dedup_id {
                 let now = unix_ms();
                 let store = self.store.as_ref().filter(|_| self.persists());
                 st.dedup.prune(now, |r| {
@@ -528,6 +555,7 @@ impl Queue {
 
     /// Delivers ready messages to consumers with credit.
     pub fn dispatch(&self) {
+        let _wakes = DeferWakes::open();
         let dead = {
             let mut st = self.state.lock();
             self.dispatch_locked(&mut st);
@@ -539,11 +567,13 @@ impl Queue {
     fn dispatch_locked(&self, st: &mut State) {
         if st.fifo.is_some() {
             self.dispatch_fifo(st);
-            return;
+        } else {
+            self.dispatch_standard(st);
         }
-        let Some(me) = self.me.upgrade() else {
-            return;
-        };
+        self.note_flow(st);
+    }
+
+    fn dispatch_standard(&self, st: &mut State) {
         let mut now = None;
         while !st.ready.is_empty() {
             let Some(i) = self.pick_consumer(st) else {
@@ -558,9 +588,9 @@ impl Queue {
                 st.dead.push((entry, Reason::Expired));
                 continue;
             }
-            let c = st.consumers[i].clone();
+            let c = &st.consumers[i];
             self.hand_over(&mut entry, c.no_ack);
-            c.channel.deliver(&me, &c, entry);
+            c.channel.deliver(c, entry);
             self.release_publishers(st);
         }
     }
@@ -570,10 +600,6 @@ impl Queue {
     /// ([`Fifo::next_group_for`]).
     fn dispatch_fifo(&self, st: &mut State) {
         self.apply_settles(st);
-        // Taken when there is something to deliver: most calls (a publish
-        // while every consumer is busy) find nothing, and upgrading touches
-        // the queue's reference count, which every connection shares.
-        let mut me: Option<Arc<Queue>> = None;
         let mut now = None;
         loop {
             let n = if self.args.single_active_consumer {
@@ -594,14 +620,11 @@ impl Queue {
                 let Some(group) = f.next_group_for(key) else {
                     continue;
                 };
-                if c.channel.conn.outbox.is_full() {
-                    c.channel.conn.outbox.wait_for_room(self.me.clone());
+                if c.channel.conn.outbox.is_full()
+                    && c.channel.conn.outbox.wait_for_room(self.me.clone())
+                {
                     continue;
                 }
-                if me.is_none() {
-                    me = self.me.upgrade();
-                }
-                let Some(me) = me.as_ref() else { return };
                 let owner = (!c.no_ack).then_some((key, || Owner::Consumer(c.clone())));
                 let Some(mut entry) = f.take_for(group, owner) else {
                     continue;
@@ -617,7 +640,7 @@ impl Queue {
                     break;
                 }
                 self.hand_over(&mut entry, c.no_ack);
-                c.channel.deliver(me, c, entry);
+                c.channel.deliver(c, entry);
                 self.release_publishers(st);
                 st.next_consumer = (i + 1) % n;
                 delivered = true;
@@ -642,7 +665,13 @@ impl Queue {
         self.settles
             .lock()
             .extend(entries.into_iter().map(|e| e.group));
-        self.settles_pending.store(true, Ordering::Release);
+        // Written only when not set yet: every dispatch reads this flag, and
+        // a write takes its cache line away from the core that does. (Seen
+        // set, it is cleared by a dispatch that takes `settles` after our
+        // push: see `apply_settles`.)
+        if !self.settles_pending.load(Ordering::Acquire) {
+            self.settles_pending.store(true, Ordering::Release);
+        }
     }
 
     /// Applies the settles recorded by [`Queue::settled`]; every FIFO
@@ -650,8 +679,11 @@ impl Queue {
     fn apply_settles(&self, st: &mut State) {
         let Some(f) = st.fifo.as_mut() else { return };
         // (A settle recorded after this check is applied by the dispatch
-        // that follows it.)
-        if !self.settles_pending.swap(false, Ordering::AcqRel) {
+        // that follows it.) Read first: most dispatches find nothing, and
+        // a swap would take the cache line from the acking cores each time.
+        if !self.settles_pending.load(Ordering::Acquire)
+            || !self.settles_pending.swap(false, Ordering::AcqRel)
+        {
             return;
         }
         let mut pending = self.settles.lock();
@@ -676,8 +708,9 @@ impl Queue {
             if !c.has_credit() {
                 continue;
             }
-            if c.channel.conn.outbox.is_full() {
-                c.channel.conn.outbox.wait_for_room(self.me.clone());
+            if c.channel.conn.outbox.is_full()
+                && c.channel.conn.outbox.wait_for_room(self.me.clone())
+            {
                 continue;
             }
             if best.is_none_or(|b| c.priority > st.consumers[b].priority) {
@@ -695,6 +728,7 @@ impl Queue {
         let Some(me) = self.me.upgrade() else {
             return false;
         };
+        let _wakes = DeferWakes::open();
         let (found, dead) = {
             let mut st = self.state.lock();
             st.last_used = Instant::now();
@@ -720,6 +754,7 @@ impl Queue {
                 found = true;
                 break;
             }
+            self.note_flow(&st);
             (found, std::mem::take(&mut st.dead))
         };
         self.dead_letter(dead);
@@ -747,6 +782,7 @@ impl Queue {
     /// Puts messages back at their original positions, marked redelivered.
     /// A quorum queue counts the return and enforces its delivery limit.
     pub fn requeue(&self, entries: impl IntoIterator<Item = Entry>) {
+        let _wakes = DeferWakes::open();
         let dead = {
             let mut st = self.state.lock();
             if st.deleted {
@@ -801,7 +837,7 @@ impl Queue {
             owner
                 .channel()
                 .take_unacked_where(|u| {
-                    std::ptr::eq(Arc::as_ptr(&u.queue), me) && of_group(&u.entry)
+                    std::ptr::eq(Arc::as_ptr(u.queue()), me) && of_group(&u.entry)
                 })
                 .into_iter()
                 .map(|u| u.entry)
@@ -830,6 +866,7 @@ impl Queue {
     /// `on_added` runs under the queue's lock once the consumer is accepted
     /// and before anything is delivered to it (it queues consume-ok).
     pub fn add_consumer(&self, c: Arc<Consumer>, on_added: impl FnOnce()) -> Result<(), AmqpError> {
+        let _wakes = DeferWakes::open();
         let dead = {
             let mut st = self.state.lock();
             if st.deleted {
@@ -842,6 +879,7 @@ impl Queue {
                     self.describe()
                 )));
             }
+            self.consumer_conns.lock().push(c.channel.conn.id);
             st.consumers.push(c);
             st.had_consumer = true;
             st.last_used = Instant::now();
@@ -856,9 +894,18 @@ impl Queue {
     /// Detaches a consumer. Returns true when the queue should now be
     /// auto-deleted (it was auto-delete and this was its last consumer).
     pub fn remove_consumer(&self, c: &Arc<Consumer>) -> bool {
+        let _wakes = DeferWakes::open();
         let mut st = self.state.lock();
         let was_active = st.consumers.first().is_some_and(|f| Arc::ptr_eq(f, c));
+        let before = st.consumers.len();
         st.consumers.retain(|o| !Arc::ptr_eq(o, c));
+        if st.consumers.len() < before {
+            let mut conns = self.consumer_conns.lock();
+            if let Some(i) = conns.iter().position(|id| *id == c.channel.conn.id) {
+                conns.swap_remove(i);
+            }
+        }
+        self.note_flow(&st);
         if st.next_consumer >= st.consumers.len() {
             st.next_consumer = 0;
         }
@@ -916,6 +963,7 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut st = self.state.lock();
         let all = st.drain_all();
+        self.note_flow(&st);
         self.discard(&all);
         u32::try_from(all.len()).unwrap_or(u32::MAX)
     }
@@ -947,10 +995,10 @@ impl Queue {
         let all = st.drain_all();
         self.discard(&all);
         self.wake.notify_one();
-        (
-            u32::try_from(all.len()).unwrap_or(u32::MAX),
-            std::mem::take(&mut st.consumers),
-        )
+        self.consumer_conns.lock().clear();
+        let consumers = std::mem::take(&mut st.consumers);
+        self.note_flow(&st);
+        (u32::try_from(all.len()).unwrap_or(u32::MAX), consumers)
     }
 
     /// Republishes messages to the dead-letter exchange (or drops them when
@@ -1062,6 +1110,7 @@ impl Queue {
             st.take_expired(now, &mut expired);
             st.dead
                 .extend(expired.into_iter().map(|e| (e, Reason::Expired)));
+            self.note_flow(&st);
             let delete = self
                 .args
                 .expires

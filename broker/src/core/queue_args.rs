@@ -282,12 +282,22 @@ impl QueueArgs {
         }
         if out.kind == QueueKind::Fifo {
             if let Some(v) = args.get("x-deduplication-window") {
-                let ms = v.as_i64().filter(|n| *n > 0).ok_or_else(|| {
-                    AmqpError::precondition(format!(
-                        "invalid arg 'x-deduplication-window' for {what}: must be a positive integer (milliseconds), got {v:?}"
-                    ))
+                // Named in the text by its value, or by its type as RabbitMQ
+                // names field types; never in Rust's debug form.
+                let ms = match v.as_i64() {
+                    Some(n) => u64::try_from(n)
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or(n.to_string()),
+                    None => Err(format!("a {}", type_name(&v))),
+                };
+                let ms = ms.map_err(|got| {
+                    c.fail(
+                        "x-deduplication-window",
+                        format!("must be a positive integer (milliseconds), got {got}"),
+                    )
                 })?;
-                out.dedup_window = Duration::from_millis(ms.unsigned_abs());
+                out.dedup_window = Duration::from_millis(ms);
             }
             if let Some(v) = args.get("x-content-based-deduplication") {
                 out.content_based_dedup = v
@@ -358,5 +368,31 @@ mod tests {
             let e = parse(bad).err().map(|e| e.code.code());
             assert_eq!(e, Some(406));
         }
+    }
+
+    #[test]
+    fn a_bad_deduplication_window_is_named_by_its_value_or_type() {
+        let fifo = |v: FieldValue| {
+            parse(vec![
+                ("x-queue-type", FieldValue::LongStr("fifo".into())),
+                ("x-deduplication-window", v),
+            ])
+            .err()
+            .map(|e| e.text)
+            .unwrap_or_default()
+        };
+        let prefix = "invalid arg 'x-deduplication-window' for queue 'q' in vhost '/': must be a positive integer (milliseconds), got";
+        assert_eq!(fifo(FieldValue::I32(0)), format!("{prefix} 0"));
+        assert_eq!(fifo(FieldValue::I64(-5)), format!("{prefix} -5"));
+        assert_eq!(
+            fifo(FieldValue::LongStr("10".into())),
+            format!("{prefix} a longstr")
+        );
+        assert_eq!(fifo(FieldValue::F64(1.5)), format!("{prefix} a double"));
+        assert!(parse(vec![
+            ("x-queue-type", FieldValue::LongStr("fifo".into())),
+            ("x-deduplication-window", FieldValue::U32(1000)),
+        ])
+        .is_ok_and(|a| a.dedup_window == Duration::from_millis(1000)));
     }
 }

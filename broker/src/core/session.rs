@@ -27,6 +27,19 @@ pub struct SessionCtx {
     /// Queues this connection published to that are falling behind their
     /// consumers; the connection stops reading until they catch up.
     pub congested: Vec<Arc<Queue>>,
+    /// Queues whose consumers got credit back (acks, rejects) since the
+    /// last [`Session::flush`]: each delivers once for a whole batch of
+    /// acks instead of taking its lock once per ack.
+    pub redispatch: Vec<Arc<Queue>>,
+}
+
+impl SessionCtx {
+    /// Has `queue` deliver at the next [`Session::flush`].
+    pub fn dispatch_later(&mut self, queue: &Arc<Queue>) {
+        if !self.redispatch.iter().any(|q| Arc::ptr_eq(q, queue)) {
+            self.redispatch.push(queue.clone());
+        }
+    }
 }
 
 enum ChannelSlot {
@@ -73,8 +86,18 @@ impl Session {
             .push(Outbound::Method { channel, method });
     }
 
+    /// Runs what the frames handled since the last call left for later
+    /// (deliveries after acks). Callers call it after each batch of frames,
+    /// before waiting for more.
+    pub fn flush(&mut self) {
+        for queue in std::mem::take(&mut self.ctx.redispatch) {
+            queue.dispatch();
+        }
+    }
+
     /// Handles one frame. An `Err` is a connection-level exception: the
-    /// caller sends connection.close with it and stops reading.
+    /// caller sends connection.close with it and stops reading. What it
+    /// leaves for later runs at the next [`Session::flush`].
     pub fn handle_frame(&mut self, frame: Frame) -> Result<SessionStatus, AmqpError> {
         match frame {
             Frame::Heartbeat { channel: 0 } => Ok(SessionStatus::Running),
@@ -246,6 +269,7 @@ impl Session {
     /// The connection is going away: release every channel and delete the
     /// connection's exclusive queues.
     pub fn close(&mut self) {
+        self.flush();
         for (_, slot) in self.channels.drain() {
             if let ChannelSlot::Open(mut ch) = slot {
                 ch.release(&mut self.ctx);

@@ -40,6 +40,7 @@ impl ConnInner {
             return Err(self.closed_error());
         };
         let result = op(session, &self.routes);
+        session.flush();
         // In-process publishers are not held back by queue congestion yet.
         session.ctx.congested.clear();
         let value = match result {
@@ -177,6 +178,7 @@ impl Broker {
             max_message_size: limits.max_message_size,
             user: None,
             congested: Vec::new(),
+            redispatch: Vec::new(),
         };
         let session = Session::new(ctx, limits.channel_max);
         let routes = Arc::new(Mutex::new(Routes::default()));

@@ -61,6 +61,7 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
         max_message_size: shared.config.limits.max_message_size,
         user: Some(negotiated.user.clone()),
         congested: Vec::new(),
+        redispatch: Vec::new(),
     };
     let mut session = Session::new(ctx, negotiated.channel_max);
 
@@ -90,6 +91,7 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
                 Err(e) => break Some(Ending::Error(AmqpError::new(e.reply_code(), e.to_string()))),
             }
         };
+        session.flush();
         if let Some(end) = step {
             break end;
         }

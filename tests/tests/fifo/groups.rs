@@ -255,24 +255,101 @@ async fn tags_of_messages_returned_with_their_group_are_no_longer_valid() {
     assert_eq!((text(&again).as_str(), again.redelivered), ("g:1", true));
     assert_ne!(again.delivery_tag, g1.delivery_tag);
     // The old tag was settled by the return, as after basic.recover.
-    let err = a_ch
-        .basic_ack(g1.delivery_tag, BasicAckOptions::default())
-        .await
-        .and(
-            a_ch.queue_declare(
-                q.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await
-            .map(|_| ()),
-        );
-    let (code, msg) = amqp_error(err);
+    ack_refused(&a_ch, q, g1.delivery_tag, false).await;
+}
+
+/// Acks `tag` on `ch` and expects the channel closed with 406 "unknown
+/// delivery tag", seen by a passive declare sent right behind the ack (sent
+/// after the ack returned, it could find the channel closed already, with
+/// no reply code to check).
+async fn ack_refused(ch: &lapin::Channel, q: &str, tag: u64, multiple: bool) {
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let (acked, declared) = within(
+        "basic.ack and queue.declare",
+        futures::future::join(
+            ch.basic_ack(tag, BasicAckOptions { multiple }),
+            ch.queue_declare(q.into(), passive, Default::default()),
+        ),
+    )
+    .await;
+    let (code, msg) = amqp_error(acked.and(declared.map(|_| ())));
     assert_eq!(code, 406, "{msg}");
-    assert!(msg.contains("unknown delivery tag"), "{msg}");
+    assert_eq!(
+        msg,
+        format!("PRECONDITION_FAILED - unknown delivery tag {tag}")
+    );
+}
+
+#[tokio::test]
+async fn tags_returned_with_a_cancelled_consumers_group_are_unknown() {
+    let Some(b) = warren().await else { return };
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let q = "fifo-stale-cancelled";
+    declare_fifo(&ch, q, &[]).await;
+    publish_all(&ch, q, &["g:1", "g:2", "g:3", "h:1", "g:4"]).await;
+    let (a_ch, mut a) = consumer(&conn, q, 4).await;
+    let got = take(&mut a, 4).await;
+    assert_eq!(texts(&got), ["g:1", "g:2", "g:3", "h:1"]);
+    // Cancelled, A keeps its messages: its tags stay valid...
+    within(
+        "basic.cancel",
+        a_ch.basic_cancel(a.tag(), BasicCancelOptions::default()),
+    )
+    .await
+    .unwrap();
+    ack(&got[3]).await;
+    // ...until it nacks g:2 with requeue: g:1 and g:3 go back with it.
+    within(
+        "basic.nack",
+        got[1].nack(BasicNackOptions {
+            requeue: true,
+            multiple: false,
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ready(&ch, q).await, 4, "g:1 g:2 g:3 g:4 are ready");
+    ack_refused(&a_ch, q, got[0].delivery_tag, false).await;
+    // The refused ack changed nothing: the group comes whole, in order.
+    let (_b_ch, mut bc) = consumer(&conn, q, 10).await;
+    let again = take(&mut bc, 4).await;
+    assert_eq!(texts(&again), ["g:1", "g:2", "g:3", "g:4"]);
+    assert_eq!(redelivered(&again), [true, true, true, false]);
+}
+
+#[tokio::test]
+async fn a_multiple_ack_naming_a_returned_tag_is_unknown() {
+    let Some(b) = warren().await else { return };
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let q = "fifo-stale-multiple";
+    declare_fifo(&ch, q, &[]).await;
+    publish_all(&ch, q, &["g:1", "h:1", "g:2"]).await;
+    let (a_ch, mut a) = consumer(&conn, q, 3).await;
+    let got = take(&mut a, 3).await;
+    assert_eq!(texts(&got), ["g:1", "h:1", "g:2"]);
+    // Rejecting g:1 returns g:2 too; h:1 stays held.
+    within(
+        "basic.reject",
+        got[0].reject(BasicRejectOptions { requeue: true }),
+    )
+    .await
+    .unwrap();
+    // A returns g:1 and g:2 and gets them again under new tags.
+    let again = take(&mut a, 2).await;
+    assert_eq!(texts(&again), ["g:1", "g:2"]);
+    assert!(again.iter().all(|d| d.delivery_tag > got[2].delivery_tag));
+    // Acking up to the old tag of g:2 names a tag no longer outstanding.
+    ack_refused(&a_ch, q, got[2].delivery_tag, true).await;
+    // Closing the channel returned everything A held, h:1 included.
+    let (_b_ch, mut bc) = consumer(&conn, q, 10).await;
+    let mut all = texts(&take(&mut bc, 3).await);
+    all.sort();
+    assert_eq!(all, ["g:1", "g:2", "h:1"]);
 }
 
 #[tokio::test]

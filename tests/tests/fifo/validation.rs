@@ -114,6 +114,21 @@ async fn a_deduplication_window_must_be_a_positive_integer() {
         )
         .await;
     }
+    // The text names the value, or the type as RabbitMQ names field types,
+    // never a Rust debug form.
+    for (name, v, got) in [
+        ("zero", AMQPValue::LongInt(0), "0"),
+        ("negative-long", AMQPValue::LongLongInt(-300_000), "-300000"),
+        ("text", s("abc"), "a longstr"),
+        ("float", AMQPValue::Double(1.5), "a double"),
+        ("bool", AMQPValue::Boolean(true), "a bool"),
+    ] {
+        let q = format!("fifo-window-text-{name}");
+        let want = format!(
+            "PRECONDITION_FAILED - invalid arg 'x-deduplication-window' for queue '{q}' in vhost '/': must be a positive integer (milliseconds), got {got}"
+        );
+        refused(&conn, &q, fifo(&[("x-deduplication-window", v)]), &[&want]).await;
+    }
     refused(
         &conn,
         "fifo-content-text",
