@@ -302,14 +302,7 @@ async fn a_delivery_count_survives_a_restart() {
     declare(&ch, "poison", args.clone()).await;
     publish(&ch, "", "poison", "p").await;
     for _ in 0..2 {
-        let m = get(&ch, "poison").await;
-        m.delivery
-            .nack(BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        return_to_queue(&get(&ch, "poison").await.delivery).await;
     }
     // Wait for both returns to be taken in.
     assert_eq!(count(&conn, "poison").await, Some(1));
@@ -320,13 +313,7 @@ async fn a_delivery_count_survives_a_restart() {
     assert!(m.delivery.redelivered);
     assert_eq!(delivery_count(&m), Some(2), "the count before the restart");
     // A third return is past the limit of 2: the message is dropped.
-    m.delivery
-        .nack(BasicNackOptions {
-            requeue: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    return_to_queue(&m.delivery).await;
     assert_eq!(count(&conn, "poison").await, Some(0));
     close(broker, conn).await;
 
@@ -334,4 +321,15 @@ async fn a_delivery_count_survives_a_restart() {
     assert_eq!(count(&conn, "poison").await, Some(0), "it stays dropped");
     close(broker, conn).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// basic.nack with requeue: the message goes back to its queue, one return more.
+async fn return_to_queue(delivery: &lapin::message::Delivery) {
+    delivery
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
 }
