@@ -90,9 +90,13 @@ impl Session {
     /// (deliveries after acks). Callers call it after each batch of frames,
     /// before waiting for more.
     pub fn flush(&mut self) {
-        for queue in std::mem::take(&mut self.ctx.redispatch) {
+        // Drained rather than taken, so the list keeps its buffer: an
+        // in-process ack is a batch of its own.
+        let mut queues = std::mem::take(&mut self.ctx.redispatch);
+        for queue in queues.drain(..) {
             queue.dispatch();
         }
+        self.ctx.redispatch = queues;
     }
 
     /// Handles one frame. An `Err` is a connection-level exception: the
