@@ -4,6 +4,8 @@
 //! - `auto-ack/{mt,ct}`: the consumer is no-ack.
 //! - `manual-ack/{mt,ct}`: the consumer acks every delivery with
 //!   `Delivery::ack`.
+//! - `auto-ack-batch/…`, `manual-ack-batch/…`: the same, publishing with
+//!   `Channel::basic_publish_batch`, 100 messages a call.
 //!
 //! `mt` runs on a multi-threaded tokio runtime with two workers (publisher
 //! and consumer may run in parallel), `ct` on a current-thread runtime
@@ -74,6 +76,8 @@ const ROUND: u64 = 200_000;
 /// Messages in the allocation count.
 const COUNTED: u64 = 1_000_000;
 const BODY: &[u8; 16] = b"0123456789abcdef";
+/// Messages per `basic_publish_batch` call in the `-batch` configurations.
+const BATCH: u64 = 100;
 
 #[derive(Clone, Copy)]
 enum Ack {
@@ -147,22 +151,40 @@ async fn consume(
     }
 }
 
-/// Publishes `n` messages and waits until the consumer has them all.
-async fn round(s: &mut Setup, n: u64) -> Duration {
+/// Publishes `n` messages (one at a time, or in batches of `batch`) and
+/// waits until the consumer has them all.
+async fn round(s: &mut Setup, n: u64, batch: u64) -> Duration {
     let body = Bytes::from_static(BODY);
     let start = Instant::now();
     s.rounds.send(n).expect("consumer running");
-    for _ in 0..n {
-        s.publisher
-            .basic_publish(
-                "",
-                "bench",
-                PublishOptions::default(),
-                BasicProperties::default(),
-                body.clone(),
-            )
-            .await
-            .expect("publish");
+    if batch <= 1 {
+        for _ in 0..n {
+            s.publisher
+                .basic_publish(
+                    "",
+                    "bench",
+                    PublishOptions::default(),
+                    BasicProperties::default(),
+                    body.clone(),
+                )
+                .await
+                .expect("publish");
+        }
+    } else {
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(batch);
+            left -= k;
+            s.publisher
+                .basic_publish_batch(
+                    "",
+                    "bench",
+                    PublishOptions::default(),
+                    (0..k).map(|_| (BasicProperties::default(), body.clone())),
+                )
+                .await
+                .expect("publish");
+        }
     }
     s.done.recv().await.expect("consumer done");
     start.elapsed()
@@ -204,7 +226,13 @@ fn bench(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(10));
     // INPROCESS_ONLY=auto-ack/ct runs one configuration (for profiling).
     let only = std::env::var("INPROCESS_ONLY").ok();
-    for (ack, ack_name) in [(Ack::Auto, "auto-ack"), (Ack::Manual, "manual-ack")] {
+    let configs = [
+        (Ack::Auto, "auto-ack", 1),
+        (Ack::Manual, "manual-ack", 1),
+        (Ack::Auto, "auto-ack-batch", BATCH),
+        (Ack::Manual, "manual-ack-batch", BATCH),
+    ];
+    for (ack, ack_name, batch) in configs {
         for (mt, rt_name) in [(true, "mt"), (false, "ct")] {
             if only
                 .as_ref()
@@ -215,23 +243,23 @@ fn bench(c: &mut Criterion) {
             let rt = runtime(mt);
             let mut s = rt.block_on(setup(ack));
             // Warm the buffers up before measuring.
-            rt.block_on(round(&mut s, ROUND));
+            rt.block_on(round(&mut s, ROUND, batch));
             group.bench_function(format!("{ack_name}/{rt_name}"), |b| {
                 b.iter_custom(|iters| {
                     rt.block_on(async {
                         let mut total = Duration::ZERO;
                         for _ in 0..iters {
-                            total += round(&mut s, ROUND).await;
+                            total += round(&mut s, ROUND, batch).await;
                         }
                         total
                     })
                 })
             });
             let (allocs, took, cpu) = rt.block_on(async {
-                round(&mut s, COUNTED).await;
+                round(&mut s, COUNTED, batch).await;
                 let allocs = ALLOCS.load(Ordering::Relaxed);
                 let cpu = cpu_time();
-                let took = round(&mut s, COUNTED).await;
+                let took = round(&mut s, COUNTED, batch).await;
                 (
                     ALLOCS.load(Ordering::Relaxed) - allocs,
                     took,

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use warren_protocol::{
-    BasicConsumeOk, BasicPublish, ContentHeader, ExchangeBind, ExchangeDeclare, FieldValue, Method,
-    QueueDeclare, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, ShortStr,
+    BasicConsumeOk, BasicPublish, ContentHeader, ExchangeBind, ExchangeDeclare, FieldTable,
+    FieldValue, Method, QueueDeclare, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk, ShortStr,
 };
 
 use super::exchange::{Destination, ExchangeKind, ExchangeOptions, RouteScratch};
@@ -721,6 +721,75 @@ impl Channel {
         method: BasicPublish,
         mut msg: Arc<Message>,
     ) -> Result<(), AmqpError> {
+        self.check_message(ctx, &mut msg)?;
+        if let ChannelMode::Tx = self.mode {
+            // Check the exchange now so the error comes with the publish.
+            self.publish_exchange(ctx, &method.exchange)?;
+            self.tx.publishes.push((method, msg));
+            return Ok(());
+        }
+        self.route_and_enqueue(ctx, &method, msg)
+    }
+
+    /// Messages handed over whole by an in-process publisher, all to the
+    /// same exchange and routing key (`msgs` is left empty). Each is checked
+    /// and published as by [`Channel::publish_message`]; in the common case
+    /// — no transaction, no confirms, transient messages, a route that does
+    /// not depend on headers — the route is looked up once and each queue
+    /// takes the run with one lock and one dispatch.
+    pub fn publish_batch(
+        &mut self,
+        ctx: &mut SessionCtx,
+        method: &BasicPublish,
+        msgs: &mut Vec<Arc<Message>>,
+    ) -> Result<(), AmqpError> {
+        let mut simple = matches!(self.mode, ChannelMode::Plain);
+        for msg in msgs.iter_mut() {
+            self.check_message(ctx, msg)?;
+            simple = simple
+                && !(ctx.vhost.store.is_some() && msg.is_persistent())
+                && !msg
+                    .properties
+                    .headers()
+                    .is_some_and(|h| h.contains_key("CC") || h.contains_key("BCC"));
+        }
+        let exchange = self.publish_exchange(ctx, &method.exchange)?;
+        if !simple || exchange.kind() == super::exchange::ExchangeKind::Headers {
+            for msg in msgs.drain(..) {
+                if let ChannelMode::Tx = self.mode {
+                    self.tx.publishes.push((method.clone(), msg));
+                } else {
+                    self.route_and_enqueue(ctx, method, msg)?;
+                }
+            }
+            return Ok(());
+        }
+        self.route_to_scratch(ctx, &exchange, &method.routing_key, None);
+        let mut routed = false;
+        for q in &self.scratch.queues {
+            if q.is_congested_for(ctx.link.id) && !ctx.congested.iter().any(|c| Arc::ptr_eq(c, q)) {
+                ctx.congested.push(q.clone());
+            }
+            routed |= q.push_batch(msgs) != PushOutcome::Gone;
+        }
+        self.scratch.queues.clear();
+        if !routed && method.mandatory {
+            for msg in msgs.iter() {
+                self.link.conn.outbox.push(Outbound::Return {
+                    channel: self.id(),
+                    reply_code: 312,
+                    reply_text: ShortStr::from_static("NO_ROUTE"),
+                    msg: msg.clone(),
+                });
+            }
+        }
+        msgs.clear();
+        Ok(())
+    }
+
+    /// The checks of a publish's properties; a direct reply-to is pointed at
+    /// this channel's reply queue. `msg` must not be shared yet.
+    fn check_message(&self, ctx: &SessionCtx, msg: &mut Arc<Message>) -> Result<(), AmqpError> {
         let properties = &msg.properties;
         if let (Some(user), Some(claimed)) = (&ctx.user, properties.user_id()) {
             if claimed != user.as_bytes() {
@@ -756,18 +825,12 @@ impl Channel {
                     "fast reply consumer does not exist",
                 ));
             };
-            let Some(m) = Arc::get_mut(&mut msg) else {
+            let Some(m) = Arc::get_mut(msg) else {
                 return Err(AmqpError::internal("published message already shared"));
             };
             m.properties.modify(|p| p.reply_to = Some(own.clone()));
         }
-        if let ChannelMode::Tx = self.mode {
-            // Check the exchange now so the error comes with the publish.
-            self.publish_exchange(ctx, &method.exchange)?;
-            self.tx.publishes.push((method, msg));
-            return Ok(());
-        }
-        self.route_and_enqueue(ctx, &method, msg)
+        Ok(())
     }
 
     fn publish_exchange(
@@ -814,24 +877,7 @@ impl Channel {
         let exchange = self.publish_exchange(ctx, &publish.exchange)?;
         let table = msg.properties.headers();
         let headers = table.as_deref();
-        self.scratch.queues.clear();
-        match &self.cache.queue {
-            // Default exchange to the same queue as last time: no lookup.
-            Some(q)
-                if exchange.kind() == super::exchange::ExchangeKind::Default
-                    && q.name == publish.routing_key
-                    && !q.is_gone() =>
-            {
-                self.scratch.queues.push(q.clone());
-            }
-            _ => {
-                ctx.vhost
-                    .route(&exchange, &publish.routing_key, headers, &mut self.scratch);
-                if exchange.kind() == super::exchange::ExchangeKind::Default {
-                    self.cache.queue = self.scratch.queues.first().cloned();
-                }
-            }
-        }
+        self.route_to_scratch(ctx, &exchange, &publish.routing_key, headers);
         // CC and BCC headers name more routing keys (sender-selected distribution).
         let cc_bcc = headers.is_some_and(|h| h.contains_key("CC") || h.contains_key("BCC"));
         drop(table);
@@ -870,6 +916,34 @@ impl Channel {
                 .send_after(lsn, confirm, ctx.vhost.store.as_deref());
         }
         Ok(())
+    }
+
+    /// Puts the queues a publish routes to in `self.scratch.queues`.
+    fn route_to_scratch(
+        &mut self,
+        ctx: &SessionCtx,
+        exchange: &Arc<super::exchange::Exchange>,
+        routing_key: &ShortStr,
+        headers: Option<&FieldTable>,
+    ) {
+        self.scratch.queues.clear();
+        match &self.cache.queue {
+            // Default exchange to the same queue as last time: no lookup.
+            Some(q)
+                if exchange.kind() == super::exchange::ExchangeKind::Default
+                    && q.name == *routing_key
+                    && !q.is_gone() =>
+            {
+                self.scratch.queues.push(q.clone());
+            }
+            _ => {
+                ctx.vhost
+                    .route(exchange, routing_key, headers, &mut self.scratch);
+                if exchange.kind() == super::exchange::ExchangeKind::Default {
+                    self.cache.queue = self.scratch.queues.first().cloned();
+                }
+            }
+        }
     }
 
     /// The pseudo-queue behind `amq.rabbitmq.reply-to` for this channel: a

@@ -421,7 +421,7 @@ impl Queue {
         let _wakes = DeferWakes::open();
         let (outcome, dead) = {
             let mut st = self.state.lock();
-            let outcome = self.push_locked(&mut st, msg, persisted, expires_at, dedup_id);
+            let outcome = self.push_locked(&mut st, msg, persisted, expires_at, dedup_id, true);
             self.note_flow(&st);
             (outcome, std::mem::take(&mut st.dead))
         };
@@ -429,6 +429,49 @@ impl Queue {
         outcome
     }
 
+    /// Puts transient messages (or ones for a broker without a log) in the
+    /// queue with one lock and one dispatch for the whole run: what an
+    /// in-process batch publish costs per message is the push alone.
+    pub fn push_batch(&self, msgs: &[Arc<Message>]) -> PushOutcome {
+        let mut outcome = PushOutcome::Gone;
+        let _wakes = DeferWakes::open();
+        let dead = {
+            let mut st = self.state.lock();
+            for msg in msgs {
+                let expires_at = self.expiry_for(msg);
+                let dedup_id = match self.args.kind {
+                    QueueKind::Fifo => fifo::dedup_id(msg, self.args.content_based_dedup),
+                    _ => None,
+                };
+                // Where waiting changes the outcome, each message is
+                // dispatched at once as a single push would be: a TTL of 0
+                // is now or never, and a length limit drops or refuses what
+                // a consumer could have taken.
+                let dispatch = expires_at.is_some()
+                    || self.args.max_length.is_some()
+                    || self.args.max_length_bytes.is_some();
+                match self.push_locked(&mut st, msg.clone(), None, expires_at, dedup_id, dispatch) {
+                    PushOutcome::Gone => {}
+                    PushOutcome::Rejected => outcome = PushOutcome::Rejected,
+                    PushOutcome::Queued => {
+                        if let PushOutcome::Gone = outcome {
+                            outcome = PushOutcome::Queued;
+                        }
+                    }
+                }
+            }
+            if !st.consumers.is_empty() {
+                self.dispatch_locked(&mut st);
+            }
+            self.note_flow(&st);
+            std::mem::take(&mut st.dead)
+        };
+        self.dead_letter(dead);
+        outcome
+    }
+
+    /// `dispatch`: hand ready messages to consumers now (a batch push does
+    /// it once at the end instead).
     fn push_locked(
         &self,
         st: &mut State,
@@ -436,6 +479,7 @@ impl Queue {
         persisted: Option<Persisted>,
         expires_at: Option<u64>,
         dedup_id: Option<u128>,
+        dispatch: bool,
     ) -> PushOutcome {
         if st.deleted {
             if let (Some(store), Some(p)) = (&self.store, &persisted) {
@@ -515,7 +559,7 @@ impl Queue {
             }
         }
         st.push_ready(entry);
-        if !st.consumers.is_empty() {
+        if dispatch && !st.consumers.is_empty() {
             self.dispatch_locked(st);
         }
         // A TTL of 0 means "now or never": what no consumer took at once expires.

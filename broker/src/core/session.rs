@@ -151,6 +151,32 @@ impl Session {
         })
     }
 
+    /// Messages handed over whole by an in-process publisher, all with the
+    /// same publish method; `msgs` is left empty. They are all checked
+    /// before any is routed, so a refused batch publishes nothing.
+    pub fn publish_batch(
+        &mut self,
+        channel: u16,
+        method: &BasicPublish,
+        msgs: &mut Vec<Arc<Message>>,
+    ) -> Result<(), AmqpError> {
+        let max = self.ctx.max_message_size;
+        let result = self.with_channel(channel, |ch, ctx| {
+            if method.immediate {
+                return Err(AmqpError::not_implemented("immediate=true"));
+            }
+            if let Some(big) = msgs.iter().find(|m| m.body.len() as u64 > max) {
+                return Err(AmqpError::precondition(format!(
+                    "message size {} is larger than configured max size {max}",
+                    big.body.len()
+                )));
+            }
+            ch.publish_batch(ctx, method, msgs)
+        });
+        msgs.clear();
+        result
+    }
+
     fn connection_method(&mut self, method: Method) -> Result<SessionStatus, AmqpError> {
         match method {
             Method::ConnectionClose(_) => {

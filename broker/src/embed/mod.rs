@@ -52,8 +52,8 @@ mod consumer;
 mod router;
 
 pub use channel::{
-    Channel, ConsumeOptions, ExchangeDeclareOptions, Publish, PublishOptions, QueueDeclareOptions,
-    QueueDeleteOptions, QueueInfo,
+    Channel, ConsumeOptions, ExchangeDeclareOptions, Publish, PublishBatch, PublishOptions,
+    QueueDeclareOptions, QueueDeleteOptions, QueueInfo,
 };
 pub use connection::Connection;
 pub use consumer::{ConfirmOutcome, Confirmation, Consumer, Delivery, Returned};
