@@ -180,7 +180,8 @@ async fn round(s: &mut Setup, n: u64, batch: u64) -> Duration {
                     "",
                     "bench",
                     PublishOptions::default(),
-                    (0..k).map(|_| (BasicProperties::default(), body.clone())),
+                    BasicProperties::default(),
+                    (0..k).map(|_| body.clone()),
                 )
                 .await
                 .expect("publish");

@@ -111,10 +111,10 @@ impl Channel {
     }
 
     fn reply(&self, method: Method) {
-        self.link.conn.outbox.push(Outbound::Method {
-            channel: self.id(),
-            method,
-        });
+        self.link
+            .conn
+            .outbox
+            .push(Outbound::method(self.id(), method));
     }
 
     /// Resolves an empty queue name to the last queue declared on the channel.
@@ -375,10 +375,7 @@ impl Channel {
     fn reply_durable(&self, method: Method) {
         match &self.store {
             Some(store) if store.appended() > self.op_start => {
-                let item = Outbound::Method {
-                    channel: self.id(),
-                    method,
-                };
+                let item = Outbound::method(self.id(), method);
                 self.link.send_after(store.appended(), item, Some(store));
             }
             _ => self.reply(method),
@@ -549,10 +546,10 @@ impl Channel {
         queue.add_consumer(consumer.clone(), || {
             link.add_consumer(consumer.clone());
             if !no_wait {
-                link.conn.outbox.push(Outbound::Method {
-                    channel: link.id,
-                    method: Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: tag }),
-                });
+                link.conn.outbox.push(Outbound::method(
+                    link.id,
+                    Method::BasicConsumeOk(BasicConsumeOk { consumer_tag: tag }),
+                ));
             }
         })
     }

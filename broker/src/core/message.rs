@@ -1,6 +1,7 @@
 //! A published message, shared by every queue it was routed to.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use warren_protocol::{BasicProperties, FieldTable, ShortStr, WireProperties};
@@ -38,8 +39,9 @@ impl Message {
 #[derive(Debug, Clone)]
 pub enum MessageProperties {
     Wire(WireProperties),
-    /// Boxed so that a message is no larger for it.
-    Built(Box<BasicProperties>),
+    /// Behind a pointer so that a message is no larger for it; shared, so
+    /// the messages of a batch publish carry one copy.
+    Built(Arc<BasicProperties>),
 }
 
 /// What `BasicProperties::default()` is, for handing out a reference.
@@ -73,7 +75,7 @@ impl From<BasicProperties> for MessageProperties {
         if properties.flags() == 0 {
             return MessageProperties::default();
         }
-        MessageProperties::Built(Box::new(properties))
+        MessageProperties::Built(Arc::new(properties))
     }
 }
 
@@ -166,7 +168,7 @@ impl MessageProperties {
                 change(&mut owned);
                 *w = WireProperties::from(&owned);
             }
-            MessageProperties::Built(b) => change(b),
+            MessageProperties::Built(b) => change(Arc::make_mut(b)),
         }
     }
 

@@ -19,9 +19,11 @@ use super::queue::Queue;
 /// One item for the client.
 #[derive(Debug)]
 pub enum Outbound {
+    /// Boxed: replies are rare next to deliveries, and every item of an
+    /// outbox is as large as the largest variant.
     Method {
         channel: u16,
-        method: Method,
+        method: Box<Method>,
     },
     Deliver {
         channel: u16,
@@ -54,6 +56,13 @@ pub enum Outbound {
 }
 
 impl Outbound {
+    pub fn method(channel: u16, method: Method) -> Outbound {
+        Outbound::Method {
+            channel,
+            method: Box::new(method),
+        }
+    }
+
     fn cost(&self) -> usize {
         match self {
             Outbound::Deliver { msg, .. }

@@ -80,10 +80,7 @@ impl Session {
     }
 
     fn push(&self, channel: u16, method: Method) {
-        self.ctx
-            .link
-            .outbox
-            .push(Outbound::Method { channel, method });
+        self.ctx.link.outbox.push(Outbound::method(channel, method));
     }
 
     /// Runs what the frames handled since the last call left for later

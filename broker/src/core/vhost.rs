@@ -486,13 +486,13 @@ pub fn cancel_from_server(c: &Arc<super::link::Consumer>) {
         .load(std::sync::atomic::Ordering::Relaxed)
         && !c.channel.is_closed()
     {
-        link.outbox.push(super::outbox::Outbound::Method {
-            channel: c.channel.id,
-            method: warren_protocol::Method::BasicCancel(warren_protocol::BasicCancel {
+        link.outbox.push(super::outbox::Outbound::method(
+            c.channel.id,
+            warren_protocol::Method::BasicCancel(warren_protocol::BasicCancel {
                 consumer_tag: c.tag.clone(),
                 no_wait: true,
             }),
-        });
+        ));
     }
 }
 

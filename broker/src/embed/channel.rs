@@ -20,7 +20,7 @@ use super::connection::ConnInner;
 use super::consumer::{Confirmation, Consumer, ConsumerShared, Returned};
 use super::router::{Pending, Reply, ReplyTx};
 use super::short;
-use crate::core::message::Message;
+use crate::core::message::{Message, MessageProperties};
 use crate::core::outbox::Outbox;
 use crate::error::AmqpError;
 
@@ -575,11 +575,13 @@ impl Channel {
         Ok(Confirmation::new(Some(rx), weak, id))
     }
 
-    /// Publishes several messages to one exchange with one routing key:
-    /// the same as calling [`Channel::basic_publish`] for each, in order,
-    /// for less work per message — the channel, the route and each queue
-    /// are looked up and locked once per batch rather than once per
-    /// message, and consumers are handed the run at once.
+    /// Publishes several messages with the same exchange, routing key and
+    /// properties, one per body: the same as calling
+    /// [`Channel::basic_publish`] for each body, in order, for less work per
+    /// message — the channel, the route and each queue are looked up and
+    /// locked once per batch rather than once per message, consumers are
+    /// handed the run at once, and the messages share one copy of the
+    /// properties.
     ///
     /// Every message is checked (size, properties) before any is routed:
     /// if one is refused, the channel closes with that error and none of
@@ -596,7 +598,8 @@ impl Channel {
     ///     "",
     ///     "jobs",
     ///     PublishOptions::default(),
-    ///     bodies.map(|b| (BasicProperties::default(), b)),
+    ///     BasicProperties::default(),
+    ///     bodies,
     /// )
     /// .await?;
     /// # Ok(())
@@ -607,13 +610,21 @@ impl Channel {
         exchange: &str,
         routing_key: &str,
         options: PublishOptions,
-        messages: I,
+        properties: BasicProperties,
+        bodies: I,
     ) -> PublishBatch
     where
-        I: IntoIterator<Item = (BasicProperties, Bytes)>,
+        I: IntoIterator<Item = Bytes>,
     {
         let mut batch = std::mem::take(&mut *self.inner.batch.lock());
-        let result = self.publish_batch_now(exchange, routing_key, options, messages, &mut batch);
+        let result = self.publish_batch_now(
+            exchange,
+            routing_key,
+            options,
+            properties,
+            bodies,
+            &mut batch,
+        );
         batch.clear();
         *self.inner.batch.lock() = batch;
         let (result, published) = match result {
@@ -632,19 +643,21 @@ impl Channel {
         exchange: &str,
         routing_key: &str,
         options: PublishOptions,
-        messages: I,
+        properties: BasicProperties,
+        bodies: I,
         batch: &mut Vec<Arc<Message>>,
     ) -> Result<(Vec<Confirmation>, usize), AmqpError>
     where
-        I: IntoIterator<Item = (BasicProperties, Bytes)>,
+        I: IntoIterator<Item = Bytes>,
     {
         self.check_open()?;
         let (exchange, routing_key) = self.names(exchange, routing_key)?;
-        batch.extend(messages.into_iter().map(|(properties, body)| {
+        let properties = MessageProperties::from(properties);
+        batch.extend(bodies.into_iter().map(|body| {
             Arc::new(Message {
                 exchange: exchange.clone(),
                 routing_key: routing_key.clone(),
-                properties: properties.into(),
+                properties: properties.clone(),
                 body,
             })
         }));

@@ -289,14 +289,13 @@ fn route_batch(
 
 fn route_other(item: Outbound, r: &mut Routes, conn: &Weak<ConnInner>) {
     match item {
-        Outbound::Method {
-            channel: 0,
-            method: Method::ConnectionClose(c),
-        } => {
-            let code = ReplyCode::from_u16(c.reply_code).unwrap_or(ReplyCode::ConnectionForced);
-            r.close_all(AmqpError::new(code, c.reply_text.to_string_lossy()));
-        }
         Outbound::Method { channel, method } => {
+            let method = *method;
+            if let (0, Method::ConnectionClose(c)) = (channel, &method) {
+                let code = ReplyCode::from_u16(c.reply_code).unwrap_or(ReplyCode::ConnectionForced);
+                r.close_all(AmqpError::new(code, c.reply_text.to_string_lossy()));
+                return;
+            }
             if let Method::ChannelCloseOk = method {
                 if r.channels.get(&channel).is_some_and(|c| c.orphaned) {
                     r.channels.remove(&channel);

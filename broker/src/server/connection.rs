@@ -134,15 +134,15 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
         Ending::ClientClosed | Ending::Gone => link.outbox.close(),
         Ending::Error(e) => {
             tracing::info!(%peer, error = %e, "closing connection");
-            link.outbox.push(Outbound::Method {
-                channel: 0,
-                method: Method::ConnectionClose(ConnectionClose {
+            link.outbox.push(Outbound::method(
+                0,
+                Method::ConnectionClose(ConnectionClose {
                     reply_code: e.code.code(),
                     reply_text: ShortStr::try_from(e.reply_text()).unwrap_or_default(),
                     class_id: e.class_id,
                     method_id: e.method_id,
                 }),
-            });
+            ));
             link.outbox.close();
             // Wait briefly for close-ok, dropping anything else the client sends.
             let _ = tokio::time::timeout(
