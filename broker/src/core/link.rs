@@ -175,6 +175,31 @@ impl ChannelLink {
         }
     }
 
+    /// [`ChannelLink::deliver`] for a run of messages to one no-ack
+    /// consumer (`entries` is left empty): one lock of the channel and one
+    /// of the outbox for the whole run.
+    pub fn deliver_run_no_ack(&self, consumer: &Consumer, entries: &mut Vec<Entry>) {
+        let first = {
+            let mut st = self.state.lock();
+            let first = st.next_tag;
+            st.next_tag += entries.len() as u64;
+            first
+        };
+        let items = entries
+            .drain(..)
+            .zip(first..)
+            .map(|(entry, tag)| Outbound::Deliver {
+                channel: self.id,
+                consumer_tag: consumer.tag.clone(),
+                delivery_tag: tag,
+                redelivered: entry.redelivered,
+                msg: entry.msg,
+            });
+        if self.conn.outbox.push_run_quiet(items) {
+            wake_writer(&self.conn);
+        }
+    }
+
     /// Answers a basic.get with a message. Called with the queue's lock held.
     pub fn get_ok(&self, queue: &Arc<Queue>, entry: Entry, no_ack: bool, message_count: u32) {
         let mut st = self.state.lock();

@@ -121,6 +121,26 @@ impl Outbox {
         true
     }
 
+    /// Bytes that may still be queued before the outbox is full.
+    pub fn room(&self) -> usize {
+        self.high_water
+            .saturating_sub(self.bytes.load(Ordering::Relaxed))
+    }
+
+    /// [`Outbox::push_quiet`] for a run of items, with one lock.
+    pub fn push_run_quiet(&self, items: impl IntoIterator<Item = Outbound>) -> bool {
+        let mut inner = self.inner.lock();
+        if inner.closed {
+            return false;
+        }
+        for item in items {
+            inner.bytes += item.cost();
+            inner.items.push_back(item);
+        }
+        self.bytes.store(inner.bytes, Ordering::Relaxed);
+        true
+    }
+
     /// Wakes the writer to send what was queued.
     pub fn wake(&self) {
         self.notify.notify_one();

@@ -81,6 +81,9 @@ struct State {
     /// For a FIFO queue, the messages by group (then `ready` stays empty).
     fifo: Option<Fifo>,
     dedup: Dedup,
+    /// A run of deliveries being handed to a no-ack consumer (kept for its
+    /// allocation).
+    run: Vec<Entry>,
 }
 
 impl State {
@@ -267,6 +270,7 @@ impl Queue {
                 janitor: false,
                 fifo,
                 dedup,
+                run: Vec::new(),
             }),
         });
         if queue.args.message_ttl.is_some() || queue.args.expires.is_some() {
@@ -623,6 +627,10 @@ impl Queue {
             let Some(i) = self.pick_consumer(st) else {
                 break;
             };
+            if st.consumers.len() == 1 && st.consumers[i].no_ack {
+                self.deliver_run_no_ack(st, &mut now);
+                continue;
+            }
             let Some(mut entry) = st.ready.pop_front() else {
                 break;
             };
@@ -637,6 +645,35 @@ impl Queue {
             c.channel.deliver(c, entry);
             self.release_publishers(st);
         }
+    }
+
+    /// The one consumer is no-ack: it takes what the outbox has room for
+    /// in one run (one lock of its channel and of its outbox), in the order
+    /// single deliveries would have had.
+    fn deliver_run_no_ack(&self, st: &mut State, now: &mut Option<u64>) {
+        let c = st.consumers[0].clone();
+        let mut room = c.channel.conn.outbox.room();
+        let mut run = std::mem::take(&mut st.run);
+        // Bounded so a long backlog is not held under the lock in one go.
+        while run.len() < 256 && room > 0 {
+            let Some(mut entry) = st.ready.pop_front() else {
+                break;
+            };
+            if entry.expires_at.is_some()
+                && entry.expired(*now.get_or_insert_with(|| self.now_ms()))
+            {
+                st.dead.push((entry, Reason::Expired));
+                continue;
+            }
+            self.hand_over(&mut entry, true);
+            room = room.saturating_sub(entry.msg.wire_size());
+            run.push(entry);
+        }
+        if !run.is_empty() {
+            c.channel.deliver_run_no_ack(&c, &mut run);
+        }
+        st.run = run;
+        self.release_publishers(st);
     }
 
     /// FIFO delivery: each consumer with credit, in turn, gets the oldest

@@ -9,6 +9,7 @@
 //! No sleeps: every wait is for an event, bounded by a timeout.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod batch;
 mod scenarios;
 
 use bytes::Bytes;
