@@ -134,6 +134,10 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
         Ending::ClientClosed | Ending::Gone => link.outbox.close(),
         Ending::Error(e) => {
             tracing::info!(%peer, error = %e, "closing connection");
+            // Consumers go and unacked messages return before the client
+            // hears of the close: once it has, the queues must not deliver
+            // to this connection any more (RabbitMQ behaves the same).
+            session.close();
             link.outbox.push(Outbound::method(
                 0,
                 Method::ConnectionClose(ConnectionClose {
@@ -152,7 +156,8 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
             .await;
         }
     }
-    // Requeue, cancel, delete exclusive queues before the socket goes.
+    // Requeue, cancel, delete exclusive queues before the socket goes
+    // (done already after an error; doing it again changes nothing).
     session.close();
     link.outbox.close();
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, writer).await;
