@@ -175,27 +175,39 @@ impl ChannelLink {
         }
     }
 
-    /// [`ChannelLink::deliver`] for a run of messages to one no-ack
-    /// consumer (`entries` is left empty): one lock of the channel and one
-    /// of the outbox for the whole run.
-    pub fn deliver_run_no_ack(&self, consumer: &Consumer, entries: &mut Vec<Entry>) {
-        let first = {
-            let mut st = self.state.lock();
-            let first = st.next_tag;
-            st.next_tag += entries.len() as u64;
-            first
-        };
-        let items = entries
-            .drain(..)
-            .zip(first..)
-            .map(|(entry, tag)| Outbound::Deliver {
+    /// [`ChannelLink::deliver`] for a run of messages to one consumer
+    /// (`entries` is left empty): one lock of the channel and one of the
+    /// outbox for the whole run. The caller keeps the run within
+    /// [`Consumer::credit`].
+    pub fn deliver_run(&self, consumer: &Arc<Consumer>, entries: &mut Vec<Entry>) {
+        let n = entries.len();
+        let mut st = self.state.lock();
+        let first = st.next_tag;
+        st.next_tag += n as u64;
+        if !consumer.no_ack {
+            consumer.unacked.fetch_add(n as u32, Ordering::Relaxed);
+            self.global_unacked.fetch_add(n as u32, Ordering::Relaxed);
+        }
+        let items = entries.drain(..).zip(first..).map(|(entry, tag)| {
+            let out = Outbound::Deliver {
                 channel: self.id,
                 consumer_tag: consumer.tag.clone(),
                 delivery_tag: tag,
                 redelivered: entry.redelivered,
-                msg: entry.msg,
-            });
-        if self.conn.outbox.push_run_quiet(items) {
+                msg: entry.msg.clone(),
+            };
+            if !consumer.no_ack {
+                st.unacked.push_back(Unacked {
+                    tag,
+                    entry,
+                    from: Source::Consumer(consumer.clone()),
+                });
+            }
+            out
+        });
+        let pushed = self.conn.outbox.push_run_quiet(items);
+        drop(st);
+        if pushed {
             wake_writer(&self.conn);
         }
     }
@@ -421,6 +433,25 @@ impl Consumer {
     }
 
     /// Whether this consumer may take one more message now.
+    /// How many more deliveries the prefetch limits allow now.
+    pub fn credit(&self) -> u32 {
+        if self.channel.is_closed() {
+            return 0;
+        }
+        if self.no_ack {
+            return u32::MAX;
+        }
+        let own = match self.prefetch {
+            0 => u32::MAX,
+            p => p.saturating_sub(self.unacked.load(Ordering::Relaxed)),
+        };
+        let global = match self.channel.global_prefetch.load(Ordering::Relaxed) {
+            0 => u32::MAX,
+            g => g.saturating_sub(self.channel.global_unacked.load(Ordering::Relaxed)),
+        };
+        own.min(global)
+    }
+
     pub fn has_credit(&self) -> bool {
         if self.channel.is_closed() {
             return false;

@@ -627,8 +627,8 @@ impl Queue {
             let Some(i) = self.pick_consumer(st) else {
                 break;
             };
-            if st.consumers.len() == 1 && st.consumers[i].no_ack {
-                self.deliver_run_no_ack(st, &mut now);
+            if st.consumers.len() == 1 {
+                self.deliver_run(st, &mut now);
                 continue;
             }
             let Some(mut entry) = st.ready.pop_front() else {
@@ -647,15 +647,16 @@ impl Queue {
         }
     }
 
-    /// The one consumer is no-ack: it takes what the outbox has room for
-    /// in one run (one lock of its channel and of its outbox), in the order
-    /// single deliveries would have had.
-    fn deliver_run_no_ack(&self, st: &mut State, now: &mut Option<u64>) {
+    /// A queue with one consumer hands it a run of messages — as many as
+    /// its prefetch and the outbox allow — with one lock of its channel and
+    /// of its outbox, in the order single deliveries would have had.
+    fn deliver_run(&self, st: &mut State, now: &mut Option<u64>) {
         let c = st.consumers[0].clone();
         let mut room = c.channel.conn.outbox.room();
-        let mut run = std::mem::take(&mut st.run);
         // Bounded so a long backlog is not held under the lock in one go.
-        while run.len() < 256 && room > 0 {
+        let credit = c.credit().min(256) as usize;
+        let mut run = std::mem::take(&mut st.run);
+        while run.len() < credit && room > 0 {
             let Some(mut entry) = st.ready.pop_front() else {
                 break;
             };
@@ -665,12 +666,12 @@ impl Queue {
                 st.dead.push((entry, Reason::Expired));
                 continue;
             }
-            self.hand_over(&mut entry, true);
+            self.hand_over(&mut entry, c.no_ack);
             room = room.saturating_sub(entry.msg.wire_size());
             run.push(entry);
         }
         if !run.is_empty() {
-            c.channel.deliver_run_no_ack(&c, &mut run);
+            c.channel.deliver_run(&c, &mut run);
         }
         st.run = run;
         self.release_publishers(st);
