@@ -189,20 +189,23 @@ impl ChannelLink {
             self.global_unacked.fetch_add(n as u32, Ordering::Relaxed);
         }
         let items = entries.drain(..).zip(first..).map(|(entry, tag)| {
-            let out = Outbound::Deliver {
+            let deliver = |msg| Outbound::Deliver {
                 channel: self.id,
                 consumer_tag: consumer.tag.clone(),
                 delivery_tag: tag,
                 redelivered: entry.redelivered,
-                msg: entry.msg.clone(),
+                msg,
             };
-            if !consumer.no_ack {
-                st.unacked.push_back(Unacked {
-                    tag,
-                    entry,
-                    from: Source::Consumer(consumer.clone()),
-                });
+            if consumer.no_ack {
+                // Nothing keeps the entry: its message moves on as it is.
+                return deliver(entry.msg);
             }
+            let out = deliver(entry.msg.clone());
+            st.unacked.push_back(Unacked {
+                tag,
+                entry,
+                from: Source::Consumer(consumer.clone()),
+            });
             out
         });
         let pushed = self.conn.outbox.push_run_quiet(items);

@@ -250,8 +250,12 @@ fn route_batch(
                 redelivered,
                 msg,
             } => {
+                // The tag is a clone of the one the consumer was registered
+                // with: the same bytes, so the pointer usually settles it.
                 let same = matches!(&staging.target,
-                    Some((c, t, _)) if *c == channel && *t == consumer_tag);
+                    Some((c, t, _)) if *c == channel
+                        && (std::ptr::eq(t.as_bytes(), consumer_tag.as_bytes())
+                            || *t == consumer_tag));
                 if !same {
                     handed += staging.flush();
                     staging.target = r.channels.get(&channel).and_then(|ch| {
