@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -22,6 +23,7 @@ use super::router::{Pending, Reply, ReplyTx};
 use super::short;
 use crate::core::message::{Message, MessageProperties};
 use crate::core::outbox::Outbox;
+use crate::core::queue::Queue;
 use crate::error::AmqpError;
 
 /// Options of exchange.declare.
@@ -95,23 +97,73 @@ pub struct QueueInfo {
 /// How many publishes on a channel between two cooperative yields.
 const YIELD_EVERY: u32 = 128;
 
+/// How long a publisher waits for a congested queue before it goes on
+/// (and may be held again by its next publish), as over TCP.
+const FLOW_WAIT: Duration = Duration::from_millis(500);
+
+/// What a publish future does before it gives its result: wait while a
+/// queue it fed is far behind its consumers (flow control), and now and
+/// then yield to the runtime so consumers on the same thread get to run.
+struct Pacing {
+    flow: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    yield_first: bool,
+}
+
+impl Pacing {
+    fn new(congested: Vec<Arc<Queue>>, yield_first: bool) -> Pacing {
+        let flow = (!congested.is_empty()).then(|| {
+            Box::pin(async move {
+                for q in congested {
+                    q.wait_uncongested(FLOW_WAIT).await;
+                }
+            }) as Pin<Box<dyn Future<Output = ()> + Send>>
+        });
+        Pacing { flow, yield_first }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(flow) = &mut self.flow {
+            if flow.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.flow = None;
+            // Waiting was the yield.
+            self.yield_first = false;
+        }
+        if self.yield_first {
+            self.yield_first = false;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(())
+    }
+}
+
+impl std::fmt::Debug for Pacing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pacing")
+            .field("held_by_flow_control", &self.flow.is_some())
+            .field("yield_first", &self.yield_first)
+            .finish()
+    }
+}
+
 /// The outcome of [`Channel::basic_publish`]. The message was published
-/// already; awaiting this gives the result (and now and then yields to the
-/// runtime once first).
+/// already; awaiting this gives the result — after waiting, like a TCP
+/// publisher, while a queue it reached is far behind its consumers on
+/// other connections, and now and then after a yield to the runtime.
 #[derive(Debug)]
 #[must_use = "the message is published already; await this to see whether it was refused"]
 pub struct Publish {
     result: Option<Result<Confirmation, AmqpError>>,
-    yield_first: bool,
+    pacing: Pacing,
 }
 
 impl Future for Publish {
     type Output = Result<Confirmation, AmqpError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.yield_first {
-            self.yield_first = false;
-            cx.waker().wake_by_ref();
+        if self.pacing.poll(cx).is_pending() {
             return Poll::Pending;
         }
         match self.result.take() {
@@ -122,22 +174,20 @@ impl Future for Publish {
 }
 
 /// The outcome of [`Channel::basic_publish_batch`]. The messages were
-/// published already; awaiting this gives the result (and now and then
-/// yields to the runtime once first).
+/// published already; awaiting this gives the result, paced as
+/// [`Publish`] is.
 #[derive(Debug)]
 #[must_use = "the messages are published already; await this to see whether they were refused"]
 pub struct PublishBatch {
     result: Option<Result<Vec<Confirmation>, AmqpError>>,
-    yield_first: bool,
+    pacing: Pacing,
 }
 
 impl Future for PublishBatch {
     type Output = Result<Vec<Confirmation>, AmqpError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.yield_first {
-            self.yield_first = false;
-            cx.waker().wake_by_ref();
+        if self.pacing.poll(cx).is_pending() {
             return Poll::Pending;
         }
         match self.result.take() {
@@ -524,11 +574,19 @@ impl Channel {
         properties: BasicProperties,
         body: Bytes,
     ) -> Publish {
-        let result = self.publish_now(exchange, routing_key, options, properties, body);
+        let mut congested = Vec::new();
+        let result = self.publish_now(
+            exchange,
+            routing_key,
+            options,
+            properties,
+            body,
+            &mut congested,
+        );
         let n = self.inner.publishes.fetch_add(1, Ordering::Relaxed);
         Publish {
             result: Some(result),
-            yield_first: n % YIELD_EVERY == YIELD_EVERY - 1,
+            pacing: Pacing::new(congested, n % YIELD_EVERY == YIELD_EVERY - 1),
         }
     }
 
@@ -539,6 +597,7 @@ impl Channel {
         options: PublishOptions,
         properties: BasicProperties,
         body: Bytes,
+        congested: &mut Vec<Arc<Queue>>,
     ) -> Result<Confirmation, AmqpError> {
         self.check_open()?;
         let (exchange, routing_key) = self.names(exchange, routing_key)?;
@@ -559,12 +618,12 @@ impl Channel {
         let id = self.inner.id;
         let conn = &self.inner.conn;
         if !self.inner.confirming.load(Ordering::Acquire) {
-            conn.exec(id, |s, _| s.publish(id, method, msg))?;
+            ((), *congested) = conn.exec_flow(id, |s, _| s.publish(id, method, msg))?;
             return Ok(Confirmation::new(None, Weak::new(), id));
         }
         let weak = Arc::downgrade(conn);
         let (tx, rx) = oneshot::channel();
-        conn.exec(id, |s, routes| {
+        ((), *congested) = conn.exec_flow(id, |s, routes| {
             if let Some(ch) = routes.lock().channels.get_mut(&id) {
                 let seq = ch.next_confirm.get_or_insert(1);
                 ch.confirms.push_back((*seq, tx));
@@ -617,6 +676,7 @@ impl Channel {
         I: IntoIterator<Item = Bytes>,
     {
         let mut batch = std::mem::take(&mut *self.inner.batch.lock());
+        let mut congested = Vec::new();
         let result = self.publish_batch_now(
             exchange,
             routing_key,
@@ -624,6 +684,7 @@ impl Channel {
             properties,
             bodies,
             &mut batch,
+            &mut congested,
         );
         batch.clear();
         *self.inner.batch.lock() = batch;
@@ -634,7 +695,10 @@ impl Channel {
         let before = self.inner.publishes.fetch_add(published, Ordering::Relaxed);
         PublishBatch {
             result: Some(result),
-            yield_first: before / YIELD_EVERY != before.wrapping_add(published) / YIELD_EVERY,
+            pacing: Pacing::new(
+                congested,
+                before / YIELD_EVERY != before.wrapping_add(published) / YIELD_EVERY,
+            ),
         }
     }
 
@@ -646,6 +710,7 @@ impl Channel {
         properties: BasicProperties,
         bodies: I,
         batch: &mut Vec<Arc<Message>>,
+        congested: &mut Vec<Arc<Queue>>,
     ) -> Result<(Vec<Confirmation>, usize), AmqpError>
     where
         I: IntoIterator<Item = Bytes>,
@@ -671,12 +736,12 @@ impl Channel {
         let id = self.inner.id;
         let conn = &self.inner.conn;
         if !self.inner.confirming.load(Ordering::Acquire) {
-            conn.exec(id, |s, _| s.publish_batch(id, &method, batch))?;
+            ((), *congested) = conn.exec_flow(id, |s, _| s.publish_batch(id, &method, batch))?;
             return Ok((Vec::new(), count));
         }
         let weak = Arc::downgrade(conn);
         let mut confirmations = Vec::with_capacity(count);
-        conn.exec(id, |s, routes| {
+        ((), *congested) = conn.exec_flow(id, |s, routes| {
             if let Some(ch) = routes.lock().channels.get_mut(&id) {
                 let seq = ch.next_confirm.get_or_insert(1);
                 for _ in 0..count {

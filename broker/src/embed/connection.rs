@@ -12,6 +12,7 @@ use super::router::{self, ChannelRoutes, Pending, Routes};
 use crate::broker::Broker;
 use crate::core::link::ConnectionLink;
 use crate::core::outbox::Outbox;
+use crate::core::queue::Queue;
 use crate::core::session::{Session, SessionCtx};
 use crate::error::AmqpError;
 
@@ -35,14 +36,24 @@ impl ConnInner {
         channel: u16,
         op: impl FnOnce(&mut Session, &Mutex<Routes>) -> Result<R, AmqpError>,
     ) -> Result<R, AmqpError> {
+        self.exec_flow(channel, op).map(|(value, _)| value)
+    }
+
+    /// [`ConnInner::exec`] for a publish: also returns the queues that are
+    /// far behind their consumers on another connection (flow control), for
+    /// the publisher to wait on as a TCP publisher's reader does.
+    pub fn exec_flow<R>(
+        &self,
+        channel: u16,
+        op: impl FnOnce(&mut Session, &Mutex<Routes>) -> Result<R, AmqpError>,
+    ) -> Result<(R, Vec<Arc<Queue>>), AmqpError> {
         let mut guard = self.session.lock();
         let Some(session) = guard.as_mut() else {
             return Err(self.closed_error());
         };
         let result = op(session, &self.routes);
         session.flush();
-        // In-process publishers are not held back by queue congestion yet.
-        session.ctx.congested.clear();
+        let congested = std::mem::take(&mut session.ctx.congested);
         let value = match result {
             Ok(v) => v,
             Err(e) => {
@@ -64,7 +75,7 @@ impl ConnInner {
             }
             return Err(e);
         }
-        Ok(value)
+        Ok((value, congested))
     }
 
     /// Feeds one method on a channel, expecting no reply.

@@ -804,3 +804,64 @@ async fn vhosts_and_channel_numbers() {
     assert_ne!(c.id(), a_id);
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_publisher_waits_while_its_queue_is_far_behind_a_consumer_elsewhere() {
+    let mut config = BrokerConfig::default();
+    config.limits.outbox_high_water = 4 * 1024;
+    let broker = Broker::new(config);
+    let publisher = broker.connect().await.unwrap().open_channel().await.unwrap();
+    let args = FieldTable::from_entries([(
+        ShortStr::from_static("x-max-length"),
+        FieldValue::I32(1000),
+    )]);
+    publisher
+        .queue_declare("behind", declare_opts(), args)
+        .await
+        .unwrap();
+    // A consumer on another connection that does not read yet: the
+    // outbox budget holds the queue back, which fills up.
+    let consumer_conn = broker.connect().await.unwrap();
+    let consumer_ch = consumer_conn.open_channel().await.unwrap();
+    let opts = ConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let mut consumer = consumer_ch.basic_consume("behind", opts).await.unwrap();
+    let bodies = (0..1100).map(|i| Bytes::from(format!("{i}")));
+    publisher
+        .basic_publish_batch(
+            "",
+            "behind",
+            PublishOptions::default(),
+            BasicProperties::default(),
+            bodies,
+        )
+        .await
+        .unwrap();
+    // The queue is full (congested): the next publish is held back...
+    let mut held = Box::pin(publisher.basic_publish(
+        "",
+        "behind",
+        PublishOptions::default(),
+        BasicProperties::default(),
+        "last".into(),
+    ));
+    assert!(futures::poll!(&mut held).is_pending());
+    // ...until the consumer has taken the backlog down to half.
+    let mut read = 0;
+    loop {
+        tokio::select! {
+            r = &mut held => {
+                r.unwrap();
+                break;
+            }
+            d = within("delivery", consumer.next()) => {
+                d.unwrap();
+                read += 1;
+            }
+        }
+    }
+    assert!(read >= 400, "released after only {read} deliveries");
+    broker.shutdown().await;
+}
