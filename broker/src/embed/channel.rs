@@ -148,6 +148,14 @@ impl std::fmt::Debug for Pacing {
     }
 }
 
+/// What a batch publish did.
+struct BatchDone {
+    confirmations: Vec<Confirmation>,
+    published: usize,
+    /// Queues to wait for (flow control).
+    congested: Vec<Arc<Queue>>,
+}
+
 /// The outcome of [`Channel::basic_publish`]. The message was published
 /// already; awaiting this gives the result — after waiting, like a TCP
 /// publisher, while a queue it reached is far behind its consumers on
@@ -676,7 +684,6 @@ impl Channel {
         I: IntoIterator<Item = Bytes>,
     {
         let mut batch = std::mem::take(&mut *self.inner.batch.lock());
-        let mut congested = Vec::new();
         let result = self.publish_batch_now(
             exchange,
             routing_key,
@@ -684,13 +691,16 @@ impl Channel {
             properties,
             bodies,
             &mut batch,
-            &mut congested,
         );
         batch.clear();
         *self.inner.batch.lock() = batch;
-        let (result, published) = match result {
-            Ok((confirmations, n)) => (Ok(confirmations), n as u32),
-            Err(e) => (Err(e), 0),
+        let (result, published, congested) = match result {
+            Ok(done) => (
+                Ok(done.confirmations),
+                done.published as u32,
+                done.congested,
+            ),
+            Err(e) => (Err(e), 0, Vec::new()),
         };
         let before = self.inner.publishes.fetch_add(published, Ordering::Relaxed);
         PublishBatch {
@@ -710,8 +720,7 @@ impl Channel {
         properties: BasicProperties,
         bodies: I,
         batch: &mut Vec<Arc<Message>>,
-        congested: &mut Vec<Arc<Queue>>,
-    ) -> Result<(Vec<Confirmation>, usize), AmqpError>
+    ) -> Result<BatchDone, AmqpError>
     where
         I: IntoIterator<Item = Bytes>,
     {
@@ -736,12 +745,16 @@ impl Channel {
         let id = self.inner.id;
         let conn = &self.inner.conn;
         if !self.inner.confirming.load(Ordering::Acquire) {
-            ((), *congested) = conn.exec_flow(id, |s, _| s.publish_batch(id, &method, batch))?;
-            return Ok((Vec::new(), count));
+            let ((), congested) = conn.exec_flow(id, |s, _| s.publish_batch(id, &method, batch))?;
+            return Ok(BatchDone {
+                confirmations: Vec::new(),
+                published: count,
+                congested,
+            });
         }
         let weak = Arc::downgrade(conn);
         let mut confirmations = Vec::with_capacity(count);
-        ((), *congested) = conn.exec_flow(id, |s, routes| {
+        let ((), congested) = conn.exec_flow(id, |s, routes| {
             if let Some(ch) = routes.lock().channels.get_mut(&id) {
                 let seq = ch.next_confirm.get_or_insert(1);
                 for _ in 0..count {
@@ -753,7 +766,11 @@ impl Channel {
             }
             s.publish_batch(id, &method, batch)
         })?;
-        Ok((confirmations, count))
+        Ok(BatchDone {
+            confirmations,
+            published: count,
+            congested,
+        })
     }
 
     /// The names of a publish, reusing the last ones when they are equal.

@@ -810,11 +810,15 @@ async fn a_publisher_waits_while_its_queue_is_far_behind_a_consumer_elsewhere() 
     let mut config = BrokerConfig::default();
     config.limits.outbox_high_water = 4 * 1024;
     let broker = Broker::new(config);
-    let publisher = broker.connect().await.unwrap().open_channel().await.unwrap();
-    let args = FieldTable::from_entries([(
-        ShortStr::from_static("x-max-length"),
-        FieldValue::I32(1000),
-    )]);
+    let publisher = broker
+        .connect()
+        .await
+        .unwrap()
+        .open_channel()
+        .await
+        .unwrap();
+    let args =
+        FieldTable::from_entries([(ShortStr::from_static("x-max-length"), FieldValue::I32(1000))]);
     publisher
         .queue_declare("behind", declare_opts(), args)
         .await
