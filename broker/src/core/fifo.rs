@@ -8,7 +8,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -82,6 +82,59 @@ fn group_key(msg: &Message) -> GroupKey<'_> {
     }
 }
 
+/// A message's group as found before taking the queue lock: the header
+/// scan and the hash of the name are most of the cost of a group lookup,
+/// and the publisher can pay it while consumers hold the lock.
+pub struct GroupHint {
+    /// The name's hash under the queue's [`GroupHasher`].
+    hash: u64,
+    name: HintName,
+}
+
+enum HintName {
+    /// `start..end` of the message's encoded header entries.
+    Header(usize, usize),
+    Owned(Vec<u8>),
+    Default,
+}
+
+/// Hashes group names. Keyed at random per queue: names come from clients,
+/// and the map of groups by hash must not be made to collide.
+pub type GroupHasher = RandomState;
+
+impl GroupHint {
+    pub fn of(msg: &Message, hasher: &GroupHasher) -> GroupHint {
+        let name = match group_key(msg) {
+            GroupKey::Str(s) => match msg.properties.headers_raw() {
+                // (`s` is a slice of these bytes.)
+                Some(raw) => {
+                    let start = (s.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+                    HintName::Header(start, start + s.len())
+                }
+                None => HintName::Owned(s.to_vec()),
+            },
+            GroupKey::Owned(v) => HintName::Owned(v),
+            GroupKey::Default => HintName::Default,
+        };
+        let mut hint = GroupHint { hash: 0, name };
+        hint.hash = hasher.hash_one(hint.name(msg));
+        hint
+    }
+
+    /// The group's name; `msg` is the message the hint was made for.
+    fn name<'a>(&'a self, msg: &'a Message) -> &'a [u8] {
+        match &self.name {
+            HintName::Header(start, end) => msg
+                .properties
+                .headers_raw()
+                .and_then(|raw| raw.get(*start..*end))
+                .unwrap_or_default(),
+            HintName::Owned(v) => v,
+            HintName::Default => b"",
+        }
+    }
+}
+
 /// What [`raw_long_str`] found.
 enum Raw<'a> {
     Str(&'a [u8]),
@@ -127,18 +180,6 @@ fn raw_long_str<'a>(mut entries: &'a [u8], key: &[u8]) -> Raw<'a> {
         }
         entries = &rest[width..];
     }
-}
-
-/// Size of [`Fifo::recent`].
-const RECENT: usize = 256;
-
-/// FNV-1a of a group name, folded to a [`Fifo::recent`] slot.
-fn recent_slot(name: &[u8]) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name {
-        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
-    }
-    ((h ^ (h >> 16)) as usize) % RECENT
 }
 
 /// How many emptied heaps [`Fifo::spare`] keeps, and the largest it keeps.
@@ -226,6 +267,8 @@ impl Heads {
 
 struct Group {
     name: Bytes,
+    /// `name`'s hash (its key in [`Fifo::by_hash`] unless it collided).
+    hash: u64,
     msgs: VecDeque<Entry>,
     owner: Option<Owner>,
     /// Messages of this group delivered to the owner and not yet settled.
@@ -240,9 +283,12 @@ pub struct Fifo {
     /// Groups by id; `None` marks a vacant slot (listed in `vacant`).
     groups: Vec<Option<Group>>,
     vacant: Vec<GroupId>,
-    by_name: HashMap<Bytes, GroupId>,
-    /// Recently used groups by a cheap hash of their name (see `group_id`).
-    recent: Vec<GroupId>,
+    hasher: GroupHasher,
+    /// Groups by the hash of their name: one probe of an integer map per
+    /// publish, with the hash computed outside the lock ([`GroupHint`]).
+    by_hash: IntMap<u64, GroupId>,
+    /// Groups whose hash another group had taken in `by_hash` (rare).
+    collided: HashMap<Bytes, GroupId>,
     /// Free groups with messages, by head (oldest first).
     free: Heads,
     /// Owned groups with messages, per owner key, by head.
@@ -259,10 +305,12 @@ pub struct Fifo {
 }
 
 impl Fifo {
-    /// `track_bytes`: keep the ready bytes (for `x-max-length-bytes`).
-    pub fn new(track_bytes: bool) -> Fifo {
+    /// `track_bytes`: keep the ready bytes (for `x-max-length-bytes`);
+    /// `hasher`: the one [`GroupHint`]s for this queue are made with.
+    pub fn new(track_bytes: bool, hasher: GroupHasher) -> Fifo {
         Fifo {
             track_bytes,
+            hasher,
             ..Fifo::default()
         }
     }
@@ -290,28 +338,32 @@ impl Fifo {
 
     /// The id of a message's group, creating the group if needed.
     fn group_id(&mut self, msg: &Message) -> GroupId {
-        let key = group_key(msg);
-        let name = key.as_bytes();
-        // A small cache in front of the (SipHash) map: most messages go
-        // to a group seen recently. A wrong guess only costs the lookup.
-        let slot = recent_slot(name);
-        if let Some(&id) = self.recent.get(slot) {
-            let hit = self
+        let hint = GroupHint::of(msg, &self.hasher);
+        self.group_id_hinted(msg, &hint)
+    }
+
+    /// [`Fifo::group_id`] with the lookup's costly part done already.
+    fn group_id_hinted(&mut self, msg: &Message, hint: &GroupHint) -> GroupId {
+        let name = hint.name(msg);
+        if let Some(&id) = self.by_hash.get(&hint.hash) {
+            if self
                 .groups
                 .get(id as usize)
                 .and_then(Option::as_ref)
-                .is_some_and(|g| g.name == name);
-            if hit {
+                .is_some_and(|g| g.name == name)
+            {
                 return id;
             }
         }
-        if let Some(id) = self.by_name.get(name).copied() {
-            self.remember_recent(slot, id);
-            return id;
+        if !self.collided.is_empty() {
+            if let Some(&id) = self.collided.get(name) {
+                return id;
+            }
         }
         let name = Bytes::copy_from_slice(name);
         let group = Group {
             name: name.clone(),
+            hash: hint.hash,
             msgs: VecDeque::new(),
             owner: None,
             held: 0,
@@ -327,16 +379,38 @@ impl Fifo {
                 GroupId::try_from(self.groups.len() - 1).unwrap_or(GroupId::MAX)
             }
         };
-        self.by_name.insert(name, id);
-        self.remember_recent(slot, id);
+        match self.by_hash.entry(hint.hash) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.insert(name, id);
+            }
+        }
         id
     }
 
-    fn remember_recent(&mut self, slot: usize, id: GroupId) {
-        if self.recent.is_empty() {
-            self.recent = vec![GroupId::MAX; RECENT];
+    /// Drops a group from the name indexes.
+    fn unname(&mut self, id: GroupId, g: &Group) {
+        if self.by_hash.get(&g.hash) == Some(&id) {
+            self.by_hash.remove(&g.hash);
+        } else {
+            self.collided.remove(&g.name);
         }
-        self.recent[slot] = id;
+    }
+
+    /// The id of the group named `name`, if it exists.
+    #[cfg(test)]
+    fn find(&self, name: &[u8]) -> Option<GroupId> {
+        let named = |id: &GroupId| {
+            self.groups
+                .get(*id as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|g| g.name == name)
+        };
+        let hash = self.hasher.hash_one(name);
+        (self.by_hash.get(&hash).copied().filter(named))
+            .or_else(|| self.collided.get(name).copied())
     }
 
     /// Keeps the group's index entry in step with its head and owner, and
@@ -401,7 +475,7 @@ impl Fifo {
         }
         if forget {
             if let Some(g) = self.groups[id as usize].take() {
-                self.by_name.remove(&g.name);
+                self.unname(id, &g);
             }
             self.vacant.push(id);
         }
@@ -416,8 +490,14 @@ impl Fifo {
         }
     }
 
-    pub fn push(&mut self, mut e: Entry) {
-        let id = self.group_id(&e.msg);
+    pub fn push(&mut self, e: Entry) {
+        let hint = GroupHint::of(&e.msg, &self.hasher);
+        self.push_hinted(e, &hint);
+    }
+
+    /// [`Fifo::push`] with the message's group found already.
+    pub fn push_hinted(&mut self, mut e: Entry, hint: &GroupHint) {
+        let id = self.group_id_hinted(&e.msg, hint);
         e.group = id;
         self.len += 1;
         self.bytes += self.size(&e);
@@ -552,8 +632,14 @@ impl Fifo {
 
     #[cfg(test)]
     fn owner_of(&self, name: &str) -> Option<&Owner> {
-        let id = self.by_name.get(name.as_bytes())?;
-        self.groups.get(*id as usize)?.as_ref()?.owner.as_ref()
+        let id = self.find(name.as_bytes())?;
+        self.groups.get(id as usize)?.as_ref()?.owner.as_ref()
+    }
+
+    /// How many groups exist.
+    #[cfg(test)]
+    fn group_count(&self) -> usize {
+        self.groups.iter().flatten().count()
     }
 
     /// The oldest message overall (for x-max-length drop-head).
@@ -817,10 +903,7 @@ mod tests {
 
     /// The id of the group named `name` (which must exist).
     fn gid(f: &Fifo, name: &str) -> GroupId {
-        f.by_name
-            .get(name.as_bytes())
-            .copied()
-            .unwrap_or(GroupId::MAX)
+        f.find(name.as_bytes()).unwrap_or(GroupId::MAX)
     }
 
     /// An owner for tests: a channel fetching with basic.get.
@@ -933,9 +1016,9 @@ mod tests {
         let x = owner(1);
         f.push(entry(0, "a"));
         let a0 = next_for(&mut f, &x).unwrap_or_else(|| entry(99, "a"));
-        assert_eq!(f.by_name.len(), 1, "kept while owned");
+        assert_eq!(f.group_count(), 1, "kept while owned");
         f.settle(&a0);
-        assert!(f.by_name.is_empty() && f.free.live == 0 && f.owned.is_empty());
+        assert!(f.group_count() == 0 && f.free.live == 0 && f.owned.is_empty());
         // Its slot is used again.
         f.push(entry(1, "b"));
         assert_eq!(f.groups.len(), 1);
@@ -964,7 +1047,7 @@ mod tests {
         assert_eq!(f.next_group_for(y.key()), Some(gid(&f, "a")));
         // Empty free groups are forgotten.
         assert_eq!(seqs(&f.drain_all()), [3]);
-        assert!(f.by_name.is_empty());
+        assert!(f.group_count() == 0);
     }
 
     #[test]
@@ -984,7 +1067,7 @@ mod tests {
         for e in &held {
             f.settle(e);
         }
-        assert!(f.owned.is_empty() && f.by_name.is_empty());
+        assert!(f.owned.is_empty() && f.group_count() == 0);
     }
 
     #[test]
@@ -995,7 +1078,7 @@ mod tests {
         f.push(entry(2, "a"));
         let order: Vec<u64> = std::iter::from_fn(|| f.pop_oldest().map(|e| e.seq)).collect();
         assert_eq!(order, [0, 1, 2]);
-        assert!(f.by_name.is_empty() && f.free.live == 0);
+        assert!(f.group_count() == 0 && f.free.live == 0);
     }
 
     #[test]
@@ -1031,7 +1114,7 @@ mod tests {
             ..entry(0, "")
         });
         f.push(entry(1, ""));
-        assert_eq!(f.by_name.len(), 2, "7 is not the default group");
+        assert_eq!(f.group_count(), 2, "7 is not the default group");
     }
 
     #[test]

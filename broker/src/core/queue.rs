@@ -13,7 +13,7 @@ use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
 use super::dead_letter::{self, Reason};
 use super::exchange::RouteScratch;
-use super::fifo::{self, Dedup, Fifo, Owner};
+use super::fifo::{self, Dedup, Fifo, GroupHasher, GroupHint, Owner};
 use super::link::{ChannelLink, ConnectionId, Consumer, DeferWakes};
 use super::message::Message;
 use super::queue_args::{Overflow, QueueArgs, QueueKind};
@@ -96,10 +96,12 @@ impl State {
         self.len() == 0
     }
 
-    fn push_ready(&mut self, e: Entry) {
-        match &mut self.fifo {
-            Some(f) => f.push(e),
-            None => self.ready.push_back(e),
+    /// `group`: for a FIFO queue, the message's group if found already.
+    fn push_ready(&mut self, e: Entry, group: Option<&GroupHint>) {
+        match (&mut self.fifo, group) {
+            (Some(f), Some(g)) => f.push_hinted(e, g),
+            (Some(f), None) => f.push(e),
+            (None, _) => self.ready.push_back(e),
         }
     }
 
@@ -214,6 +216,8 @@ pub struct Queue {
     settles: Mutex<Vec<u32>>,
     /// Set when `settles` may hold something (saves taking its lock).
     settles_pending: AtomicBool,
+    /// FIFO: hashes group names, outside the state lock ([`GroupHint`]).
+    group_hasher: GroupHasher,
     /// Mirrors `deleted` without the lock, for channels' lookup caches.
     gone: AtomicBool,
     me: Weak<Queue>,
@@ -232,8 +236,9 @@ impl Queue {
         vhost_ref: Weak<VHost>,
     ) -> Arc<Queue> {
         let ready = Ready::new(args.max_priority, args.max_length_bytes.is_some());
-        let fifo =
-            (args.kind == QueueKind::Fifo).then(|| Fifo::new(args.max_length_bytes.is_some()));
+        let group_hasher = GroupHasher::new();
+        let fifo = (args.kind == QueueKind::Fifo)
+            .then(|| Fifo::new(args.max_length_bytes.is_some(), group_hasher.clone()));
         let dedup = Dedup::new(store.is_some() && record.is_some());
         let flow_marks = FlowMarks::for_args(&args);
         let queue = Arc::new_cyclic(|me| Queue {
@@ -253,6 +258,7 @@ impl Queue {
             consumer_conns: Mutex::new(Vec::new()),
             settles: Mutex::new(Vec::new()),
             settles_pending: AtomicBool::new(false),
+            group_hasher,
             gone: AtomicBool::new(false),
             me: me.clone(),
             state: Mutex::new(State {
@@ -413,15 +419,19 @@ impl Queue {
     /// Adds a published message and hands it to a consumer if one has room.
     pub fn push(&self, msg: Arc<Message>, persisted: Option<Persisted>) -> PushOutcome {
         let expires_at = self.expiry_for(&msg);
-        // FIFO: the deduplication id, hashed before taking the lock.
-        let dedup_id = match self.args.kind {
-            QueueKind::Fifo => fifo::dedup_id(&msg, self.args.content_based_dedup),
-            _ => None,
+        // FIFO: the deduplication id and the group, found before taking
+        // the lock.
+        let (dedup_id, group) = match self.args.kind {
+            QueueKind::Fifo => (
+                fifo::dedup_id(&msg, self.args.content_based_dedup),
+                Some(GroupHint::of(&msg, &self.group_hasher)),
+            ),
+            _ => (None, None),
         };
         let _wakes = DeferWakes::open();
         let (outcome, dead) = {
             let mut st = self.state.lock();
-            let outcome = self.push_locked(&mut st, msg, persisted, expires_at, dedup_id);
+            let outcome = self.push_locked(&mut st, msg, persisted, expires_at, dedup_id, group);
             self.note_flow(&st);
             (outcome, std::mem::take(&mut st.dead))
         };
@@ -436,6 +446,7 @@ impl Queue {
         persisted: Option<Persisted>,
         expires_at: Option<u64>,
         dedup_id: Option<u128>,
+        group: Option<GroupHint>,
     ) -> PushOutcome {
         if st.deleted {
             if let (Some(store), Some(p)) = (&self.store, &persisted) {
@@ -514,7 +525,7 @@ impl Queue {
                 self.wake.notify_one();
             }
         }
-        st.push_ready(entry);
+        st.push_ready(entry, group.as_ref());
         if !st.consumers.is_empty() {
             self.dispatch_locked(st);
         }
@@ -940,15 +951,18 @@ impl Queue {
             msg
         };
         // (A FIFO queue files it under its group.)
-        st.push_ready(Entry {
-            msg,
-            seq,
-            redelivered,
-            persisted: Some(persisted),
-            expires_at,
-            returns,
-            group: 0,
-        });
+        st.push_ready(
+            Entry {
+                msg,
+                seq,
+                redelivered,
+                persisted: Some(persisted),
+                expires_at,
+                returns,
+                group: 0,
+            },
+            None,
+        );
     }
 
     pub fn message_count(&self) -> u32 {
