@@ -80,6 +80,15 @@ struct State {
     janitor: bool,
     /// For a FIFO queue, the messages by group (then `ready` stays empty).
     fifo: Option<Fifo>,
+    /// FIFO: whether the last dispatch left a consumer with credit and
+    /// nothing it may take. Unless one did, a publish needs no dispatch:
+    /// every other consumer was out of credit then, and credit comes back
+    /// with a dispatch of its queue to follow (acks, rejects and requeues
+    /// schedule one, and so do qos changes and outbox room). Publishing
+    /// then leaves groups alone, and the publisher does not deliver,
+    /// message by message and from its own core, what a consumer's own
+    /// dispatch delivers a moment later in a batch.
+    starved: bool,
     dedup: Dedup,
 }
 
@@ -119,8 +128,8 @@ impl State {
         }
     }
 
-    fn next_expiry(&self) -> Option<u64> {
-        match &self.fifo {
+    fn next_expiry(&mut self) -> Option<u64> {
+        match &mut self.fifo {
             Some(f) => f.next_expiry(),
             None => self.ready.next_expiry(),
         }
@@ -272,6 +281,7 @@ impl Queue {
                 dead: Vec::new(),
                 janitor: false,
                 fifo,
+                starved: true,
                 dedup,
             }),
         });
@@ -526,11 +536,12 @@ impl Queue {
             }
         }
         st.push_ready(entry, group.as_ref());
-        if !st.consumers.is_empty() {
+        // A TTL of 0 means "now or never": what no consumer took at once expires.
+        let due = expires_at.filter(|t| *t <= self.now_ms());
+        if !st.consumers.is_empty() && (st.fifo.is_none() || st.starved || due.is_some()) {
             self.dispatch_locked(st);
         }
-        // A TTL of 0 means "now or never": what no consumer took at once expires.
-        if let Some(t) = expires_at.filter(|t| *t <= self.now_ms()) {
+        if let Some(t) = due {
             let mut expired = Vec::new();
             st.take_expired(t + 1, &mut expired);
             st.dead
@@ -619,6 +630,8 @@ impl Queue {
                 st.consumers.len()
             };
             let mut delivered = false;
+            // (Meaningful after a pass that delivers nothing.)
+            st.starved = false;
             for k in 0..n {
                 let i = (st.next_consumer + k) % n;
                 // Cheapest checks first: has it room, is there a group it may take.
@@ -629,6 +642,7 @@ impl Queue {
                 let key = Owner::consumer_key(c);
                 let Some(f) = st.fifo.as_mut() else { return };
                 let Some(group) = f.next_group_for(key) else {
+                    st.starved = true;
                     continue;
                 };
                 if c.channel.conn.outbox.is_full()
@@ -657,9 +671,23 @@ impl Queue {
                 delivered = true;
                 break;
             }
-            if !delivered || st.is_empty() {
+            if !delivered {
                 break;
             }
+            if st.is_empty() {
+                // Consumers were not all asked: assume one has credit left.
+                st.starved = true;
+                break;
+            }
+        }
+        // With a channel-wide prefetch, an ack from another queue on the
+        // channel gives credit back and dispatches only that queue: such
+        // consumers count as waiting. (A qos change dispatches this queue.)
+        if !st.starved {
+            st.starved = st
+                .consumers
+                .iter()
+                .any(|c| c.channel.global_prefetch.load(Ordering::Relaxed) != 0);
         }
     }
 
@@ -1097,7 +1125,7 @@ impl Queue {
     /// When the expiry task must next look: the first head expiry, or when
     /// an unused queue expires.
     fn next_deadline(&self) -> Option<Instant> {
-        let st = self.state.lock();
+        let mut st = self.state.lock();
         let head = st
             .next_expiry()
             .map(|ms| self.epoch + Duration::from_millis(ms.saturating_add(1)));
