@@ -8,7 +8,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -82,6 +82,59 @@ fn group_key(msg: &Message) -> GroupKey<'_> {
     }
 }
 
+/// A message's group as found before taking the queue lock: the header
+/// scan and the hash of the name are most of the cost of a group lookup,
+/// and the publisher can pay it while consumers hold the lock.
+pub struct GroupHint {
+    /// The name's hash under the queue's [`GroupHasher`].
+    hash: u64,
+    name: HintName,
+}
+
+enum HintName {
+    /// `start..end` of the message's encoded header entries.
+    Header(usize, usize),
+    Owned(Vec<u8>),
+    Default,
+}
+
+/// Hashes group names. Keyed at random per queue: names come from clients,
+/// and the map of groups by hash must not be made to collide.
+pub type GroupHasher = RandomState;
+
+impl GroupHint {
+    pub fn of(msg: &Message, hasher: &GroupHasher) -> GroupHint {
+        let name = match group_key(msg) {
+            GroupKey::Str(s) => match msg.properties.headers_raw() {
+                // (`s` is a slice of these bytes.)
+                Some(raw) => {
+                    let start = (s.as_ptr() as usize).wrapping_sub(raw.as_ptr() as usize);
+                    HintName::Header(start, start + s.len())
+                }
+                None => HintName::Owned(s.to_vec()),
+            },
+            GroupKey::Owned(v) => HintName::Owned(v),
+            GroupKey::Default => HintName::Default,
+        };
+        let mut hint = GroupHint { hash: 0, name };
+        hint.hash = hasher.hash_one(hint.name(msg));
+        hint
+    }
+
+    /// The group's name; `msg` is the message the hint was made for.
+    fn name<'a>(&'a self, msg: &'a Message) -> &'a [u8] {
+        match &self.name {
+            HintName::Header(start, end) => msg
+                .properties
+                .headers_raw()
+                .and_then(|raw| raw.get(*start..*end))
+                .unwrap_or_default(),
+            HintName::Owned(v) => v,
+            HintName::Default => b"",
+        }
+    }
+}
+
 /// What [`raw_long_str`] found.
 enum Raw<'a> {
     Str(&'a [u8]),
@@ -129,17 +182,8 @@ fn raw_long_str<'a>(mut entries: &'a [u8], key: &[u8]) -> Raw<'a> {
     }
 }
 
-/// Size of [`Fifo::recent`].
-const RECENT: usize = 256;
-
-/// FNV-1a of a group name, folded to a [`Fifo::recent`] slot.
-fn recent_slot(name: &[u8]) -> usize {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in name {
-        h = (h ^ u32::from(*b)).wrapping_mul(0x0100_0193);
-    }
-    ((h ^ (h >> 16)) as usize) % RECENT
-}
+/// Most messages [`Fifo::incoming`] holds before a publish files them.
+const FILE_AT: usize = 4096;
 
 /// How many emptied heaps [`Fifo::spare`] keeps, and the largest it keeps.
 const SPARE_HEAPS: usize = 16;
@@ -225,7 +269,6 @@ impl Heads {
 }
 
 struct Group {
-    name: Bytes,
     msgs: VecDeque<Entry>,
     owner: Option<Owner>,
     /// Messages of this group delivered to the owner and not yet settled.
@@ -234,15 +277,38 @@ struct Group {
     indexed: Option<(u64, usize)>,
 }
 
+/// A group's name, kept apart from the rest of its state: publishers read
+/// names, consumers write the rest.
+struct Name {
+    /// The name's hash (its key in [`Fifo::by_hash`] unless it collided).
+    hash: u64,
+    name: Bytes,
+}
+
 /// The ready messages of a FIFO queue, by group, and who holds which group.
+///
+/// A published message waits in `incoming` until the next operation that
+/// looks at groups files it under its group. Publishing then writes only
+/// to the end of that one list, as with a standard queue, instead of to
+/// the group, whose state the consumers' deliveries write on other cores:
+/// every publish moved a group's cache lines from one core to the other.
 #[derive(Default)]
 pub struct Fifo {
     /// Groups by id; `None` marks a vacant slot (listed in `vacant`).
     groups: Vec<Option<Group>>,
+    /// Names of the groups by id (set where `groups` is).
+    names: Vec<Option<Name>>,
     vacant: Vec<GroupId>,
-    by_name: HashMap<Bytes, GroupId>,
-    /// Recently used groups by a cheap hash of their name (see `group_id`).
-    recent: Vec<GroupId>,
+    /// Published messages not yet filed, their group ids set. A group
+    /// with messages here is not forgotten: every operation that can
+    /// forget a group files them first.
+    incoming: VecDeque<Entry>,
+    hasher: GroupHasher,
+    /// Groups by the hash of their name: one probe of an integer map per
+    /// publish, with the hash computed outside the lock ([`GroupHint`]).
+    by_hash: IntMap<u64, GroupId>,
+    /// Groups whose hash another group had taken in `by_hash` (rare).
+    collided: HashMap<Bytes, GroupId>,
     /// Free groups with messages, by head (oldest first).
     free: Heads,
     /// Owned groups with messages, per owner key, by head.
@@ -251,7 +317,8 @@ pub struct Fifo {
     /// between owners all the time, and growing a new heap each time cost
     /// a reallocation or more per delivery.
     spare: Vec<Heads>,
-    len: usize,
+    /// Messages filed in groups (the others are in `incoming`).
+    filed: usize,
     bytes: u64,
     /// Whether `bytes` is kept (only a byte limit needs it, and reading a
     /// body's length touches the message when it is likely out of cache).
@@ -259,10 +326,12 @@ pub struct Fifo {
 }
 
 impl Fifo {
-    /// `track_bytes`: keep the ready bytes (for `x-max-length-bytes`).
-    pub fn new(track_bytes: bool) -> Fifo {
+    /// `track_bytes`: keep the ready bytes (for `x-max-length-bytes`);
+    /// `hasher`: the one [`GroupHint`]s for this queue are made with.
+    pub fn new(track_bytes: bool, hasher: GroupHasher) -> Fifo {
         Fifo {
             track_bytes,
+            hasher,
             ..Fifo::default()
         }
     }
@@ -276,7 +345,7 @@ impl Fifo {
     }
 
     pub fn len(&self) -> usize {
-        self.len
+        self.filed + self.incoming.len()
     }
 
     /// Body bytes of the ready messages (0 unless tracked).
@@ -290,53 +359,102 @@ impl Fifo {
 
     /// The id of a message's group, creating the group if needed.
     fn group_id(&mut self, msg: &Message) -> GroupId {
-        let key = group_key(msg);
-        let name = key.as_bytes();
-        // A small cache in front of the (SipHash) map: most messages go
-        // to a group seen recently. A wrong guess only costs the lookup.
-        let slot = recent_slot(name);
-        if let Some(&id) = self.recent.get(slot) {
-            let hit = self
-                .groups
-                .get(id as usize)
-                .and_then(Option::as_ref)
-                .is_some_and(|g| g.name == name);
-            if hit {
+        let hint = GroupHint::of(msg, &self.hasher);
+        self.group_id_hinted(msg, &hint)
+    }
+
+    /// [`Fifo::group_id`] with the lookup's costly part done already.
+    fn group_id_hinted(&mut self, msg: &Message, hint: &GroupHint) -> GroupId {
+        let name = hint.name(msg);
+        if let Some(&id) = self.by_hash.get(&hint.hash) {
+            if self.is_named(id, name) {
                 return id;
             }
         }
-        if let Some(id) = self.by_name.get(name).copied() {
-            self.remember_recent(slot, id);
-            return id;
+        if !self.collided.is_empty() {
+            if let Some(&id) = self.collided.get(name) {
+                return id;
+            }
         }
         let name = Bytes::copy_from_slice(name);
         let group = Group {
-            name: name.clone(),
             msgs: VecDeque::new(),
             owner: None,
             held: 0,
             indexed: None,
         };
+        let named = Name {
+            hash: hint.hash,
+            name: name.clone(),
+        };
         let id = match self.vacant.pop() {
             Some(id) => {
                 self.groups[id as usize] = Some(group);
+                self.names[id as usize] = Some(named);
                 id
             }
             None => {
                 self.groups.push(Some(group));
+                self.names.push(Some(named));
                 GroupId::try_from(self.groups.len() - 1).unwrap_or(GroupId::MAX)
             }
         };
-        self.by_name.insert(name, id);
-        self.remember_recent(slot, id);
+        match self.by_hash.entry(hint.hash) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collided.insert(name, id);
+            }
+        }
         id
     }
 
-    fn remember_recent(&mut self, slot: usize, id: GroupId) {
-        if self.recent.is_empty() {
-            self.recent = vec![GroupId::MAX; RECENT];
+    fn is_named(&self, id: GroupId, name: &[u8]) -> bool {
+        self.names
+            .get(id as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|n| n.name == name)
+    }
+
+    /// Drops a group from the name indexes.
+    fn unname(&mut self, id: GroupId) {
+        let Some(n) = self.names.get_mut(id as usize).and_then(Option::take) else {
+            return;
+        };
+        if self.by_hash.get(&n.hash) == Some(&id) {
+            self.by_hash.remove(&n.hash);
+        } else {
+            self.collided.remove(&n.name);
         }
-        self.recent[slot] = id;
+    }
+
+    /// The id of the group named `name`, if it exists.
+    #[cfg(test)]
+    fn find(&self, name: &[u8]) -> Option<GroupId> {
+        let hash = self.hasher.hash_one(name);
+        (self.by_hash.get(&hash).copied())
+            .filter(|id| self.is_named(*id, name))
+            .or_else(|| self.collided.get(name).copied())
+    }
+
+    /// Files the messages waiting in `incoming` under their groups.
+    fn file_incoming(&mut self) {
+        while let Some(mut e) = self.incoming.pop_front() {
+            let id = match self.group(e.group) {
+                Some(_) => e.group,
+                // (Not expected: groups with messages waiting are kept.)
+                None => self.group_id(&e.msg),
+            };
+            e.group = id;
+            let Some(g) = self.group(id) else { continue };
+            let was_empty = g.msgs.is_empty();
+            g.msgs.push_back(e);
+            self.filed += 1;
+            if was_empty {
+                self.reindex(id);
+            }
+        }
     }
 
     /// Keeps the group's index entry in step with its head and owner, and
@@ -400,9 +518,12 @@ impl Fifo {
             None => {}
         }
         if forget {
-            if let Some(g) = self.groups[id as usize].take() {
-                self.by_name.remove(&g.name);
-            }
+            debug_assert!(
+                self.incoming.is_empty(),
+                "a group forgotten with messages waiting"
+            );
+            self.groups[id as usize] = None;
+            self.unname(id);
             self.vacant.push(id);
         }
     }
@@ -416,17 +537,20 @@ impl Fifo {
         }
     }
 
-    pub fn push(&mut self, mut e: Entry) {
-        let id = self.group_id(&e.msg);
-        e.group = id;
-        self.len += 1;
+    pub fn push(&mut self, e: Entry) {
+        let hint = GroupHint::of(&e.msg, &self.hasher);
+        self.push_hinted(e, &hint);
+    }
+
+    /// [`Fifo::push`] with the message's group found already.
+    pub fn push_hinted(&mut self, mut e: Entry, hint: &GroupHint) {
+        e.group = self.group_id_hinted(&e.msg, hint);
         self.bytes += self.size(&e);
-        if let Some(g) = self.group(id) {
-            let was_empty = g.msgs.is_empty();
-            g.msgs.push_back(e);
-            if was_empty {
-                self.reindex(id);
-            }
+        self.incoming.push_back(e);
+        // Bounded, so that no single operation files a whole backlog
+        // under the lock (one published while nobody consumed).
+        if self.incoming.len() >= FILE_AT {
+            self.file_incoming();
         }
     }
 
@@ -436,6 +560,7 @@ impl Fifo {
     /// a free group never waits behind newer messages of owned groups, and
     /// an owner that keeps busy with free groups lets its own go.
     pub fn next_group_for(&mut self, owner_key: usize) -> Option<GroupId> {
+        self.file_incoming();
         let own = match self.owned.get_mut(&owner_key) {
             Some(h) => h.first(&self.groups, owner_key),
             None => None,
@@ -459,6 +584,7 @@ impl Fifo {
         id: GroupId,
         owner: Option<(usize, impl FnOnce() -> Owner)>,
     ) -> Option<Entry> {
+        self.file_incoming();
         let g = self.group(id)?;
         let e = g.msgs.pop_front()?;
         if let Some((key, make)) = owner {
@@ -467,7 +593,7 @@ impl Fifo {
             }
             g.held += 1;
         }
-        self.len -= 1;
+        self.filed -= 1;
         self.bytes -= self.size(&e);
         self.reindex(id);
         Some(e)
@@ -481,6 +607,8 @@ impl Fifo {
 
     /// [`Fifo::settle`] by the entry's group.
     pub fn settle_group(&mut self, id: GroupId) {
+        // (Releasing a group can forget it.)
+        self.file_incoming();
         if let Some(g) = self.group(id) {
             g.held = g.held.saturating_sub(1);
             if g.held == 0 {
@@ -493,12 +621,7 @@ impl Fifo {
     /// The group an entry came back to: the one it was filed under, while
     /// that group is still there (it is, while the entry is held).
     fn group_of_entry(&mut self, e: &Entry) -> GroupId {
-        let filed = self
-            .groups
-            .get(e.group as usize)
-            .and_then(Option::as_ref)
-            .is_some_and(|g| g.name == group_key(&e.msg).as_bytes());
-        if filed {
+        if self.is_named(e.group, group_key(&e.msg).as_bytes()) {
             e.group
         } else {
             self.group_id(&e.msg)
@@ -515,6 +638,7 @@ impl Fifo {
         entries: Vec<Entry>,
         mut more: impl FnMut(&Owner, &dyn Fn(&Entry) -> bool) -> Vec<Entry>,
     ) {
+        self.file_incoming();
         let mut by_group: Vec<(GroupId, Vec<Entry>)> = Vec::new();
         for e in entries {
             let id = self.group_of_entry(&e);
@@ -537,7 +661,7 @@ impl Fifo {
     /// original order, and the group is released.
     fn put_back(&mut self, id: GroupId, mut entries: Vec<Entry>) {
         entries.sort_by_key(|e| e.seq);
-        self.len += entries.len();
+        self.filed += entries.len();
         self.bytes += entries.iter().map(|e| self.size(e)).sum::<u64>();
         let Some(g) = self.group(id) else { return };
         for mut e in entries.into_iter().rev() {
@@ -552,12 +676,19 @@ impl Fifo {
 
     #[cfg(test)]
     fn owner_of(&self, name: &str) -> Option<&Owner> {
-        let id = self.by_name.get(name.as_bytes())?;
-        self.groups.get(*id as usize)?.as_ref()?.owner.as_ref()
+        let id = self.find(name.as_bytes())?;
+        self.groups.get(id as usize)?.as_ref()?.owner.as_ref()
+    }
+
+    /// How many groups exist.
+    #[cfg(test)]
+    fn group_count(&self) -> usize {
+        self.groups.iter().flatten().count()
     }
 
     /// The oldest message overall (for x-max-length drop-head).
     pub fn pop_oldest(&mut self) -> Option<Entry> {
+        self.file_incoming();
         let (_, id) = self
             .groups
             .iter()
@@ -566,13 +697,14 @@ impl Fifo {
             .min()?;
         let id = GroupId::try_from(id).ok()?;
         let e = self.group(id)?.msgs.pop_front()?;
-        self.len -= 1;
+        self.filed -= 1;
         self.bytes -= self.size(&e);
         self.reindex(id);
         Some(e)
     }
 
-    pub fn next_expiry(&self) -> Option<u64> {
+    pub fn next_expiry(&mut self) -> Option<u64> {
+        self.file_incoming();
         self.groups
             .iter()
             .filter_map(|g| g.as_ref()?.msgs.front()?.expires_at)
@@ -581,6 +713,7 @@ impl Fifo {
 
     /// Removes expired messages from the heads of the groups.
     pub fn take_expired(&mut self, now_ms: u64, out: &mut Vec<Entry>) {
+        self.file_incoming();
         for i in 0..self.groups.len() {
             let id = GroupId::try_from(i).unwrap_or(GroupId::MAX);
             let Some(g) = self.group(id) else { continue };
@@ -590,7 +723,7 @@ impl Fifo {
             }
             if out.len() > before {
                 for e in &out[before..] {
-                    self.len -= 1;
+                    self.filed -= 1;
                     self.bytes -= self.size(e);
                 }
                 self.reindex(id);
@@ -602,12 +735,13 @@ impl Fifo {
     /// holds unacked messages stay owned: purge leaves unacked messages
     /// alone, so their group must not go to anyone else meanwhile.
     pub fn drain_all(&mut self) -> Vec<Entry> {
-        let mut all: Vec<Entry> = Vec::with_capacity(self.len);
+        let mut all: Vec<Entry> = Vec::with_capacity(self.len());
+        all.extend(self.incoming.drain(..));
         for g in self.groups.iter_mut().flatten() {
             all.extend(g.msgs.drain(..));
         }
         all.sort_by_key(|e| e.seq);
-        self.len = 0;
+        self.filed = 0;
         self.bytes = 0;
         for i in 0..self.groups.len() {
             self.reindex(GroupId::try_from(i).unwrap_or(GroupId::MAX));
@@ -817,10 +951,7 @@ mod tests {
 
     /// The id of the group named `name` (which must exist).
     fn gid(f: &Fifo, name: &str) -> GroupId {
-        f.by_name
-            .get(name.as_bytes())
-            .copied()
-            .unwrap_or(GroupId::MAX)
+        f.find(name.as_bytes()).unwrap_or(GroupId::MAX)
     }
 
     /// An owner for tests: a channel fetching with basic.get.
@@ -933,13 +1064,29 @@ mod tests {
         let x = owner(1);
         f.push(entry(0, "a"));
         let a0 = next_for(&mut f, &x).unwrap_or_else(|| entry(99, "a"));
-        assert_eq!(f.by_name.len(), 1, "kept while owned");
+        assert_eq!(f.group_count(), 1, "kept while owned");
         f.settle(&a0);
-        assert!(f.by_name.is_empty() && f.free.live == 0 && f.owned.is_empty());
+        assert!(f.group_count() == 0 && f.free.live == 0 && f.owned.is_empty());
         // Its slot is used again.
         f.push(entry(1, "b"));
         assert_eq!(f.groups.len(), 1);
         assert_eq!(gid(&f, "b"), 0);
+    }
+
+    #[test]
+    fn a_released_group_with_a_message_waiting_is_kept() {
+        let mut f = Fifo::default();
+        let (x, y) = (owner(1), owner(2));
+        f.push(entry(0, "a"));
+        let a0 = next_for(&mut f, &x).unwrap_or_else(|| entry(99, "a"));
+        // 1 waits to be filed when x's ack releases a (and would forget it
+        // if a had no message).
+        f.push(entry(1, "a"));
+        f.settle(&a0);
+        assert_eq!(f.len(), 1);
+        assert!(f.owner_of("a").is_none());
+        assert_eq!(next_for(&mut f, &y).map(|e| e.seq), Some(1));
+        assert_eq!(f.group_count(), 1);
     }
 
     #[test]
@@ -964,7 +1111,7 @@ mod tests {
         assert_eq!(f.next_group_for(y.key()), Some(gid(&f, "a")));
         // Empty free groups are forgotten.
         assert_eq!(seqs(&f.drain_all()), [3]);
-        assert!(f.by_name.is_empty());
+        assert!(f.group_count() == 0);
     }
 
     #[test]
@@ -984,7 +1131,7 @@ mod tests {
         for e in &held {
             f.settle(e);
         }
-        assert!(f.owned.is_empty() && f.by_name.is_empty());
+        assert!(f.owned.is_empty() && f.group_count() == 0);
     }
 
     #[test]
@@ -995,7 +1142,7 @@ mod tests {
         f.push(entry(2, "a"));
         let order: Vec<u64> = std::iter::from_fn(|| f.pop_oldest().map(|e| e.seq)).collect();
         assert_eq!(order, [0, 1, 2]);
-        assert!(f.by_name.is_empty() && f.free.live == 0);
+        assert!(f.group_count() == 0 && f.free.live == 0);
     }
 
     #[test]
@@ -1031,7 +1178,7 @@ mod tests {
             ..entry(0, "")
         });
         f.push(entry(1, ""));
-        assert_eq!(f.by_name.len(), 2, "7 is not the default group");
+        assert_eq!(f.group_count(), 2, "7 is not the default group");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
 use super::dead_letter::{self, Reason};
 use super::exchange::RouteScratch;
-use super::fifo::{self, Dedup, Fifo, Owner};
+use super::fifo::{self, Dedup, Fifo, GroupHasher, GroupHint, Owner};
 use super::link::{ChannelLink, ConnectionId, Consumer, DeferWakes};
 use super::message::Message;
 use super::queue_args::{Overflow, QueueArgs, QueueKind};
@@ -54,6 +54,14 @@ pub struct QueueOptions {
     pub arguments: FieldTable,
 }
 
+/// A message about to enter a queue: when it expires and, for a FIFO
+/// queue, its deduplication id and group.
+struct Incoming {
+    expires_at: Option<u64>,
+    dedup_id: Option<u128>,
+    group: Option<GroupHint>,
+}
+
 /// What became of a published message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushOutcome {
@@ -80,6 +88,15 @@ struct State {
     janitor: bool,
     /// For a FIFO queue, the messages by group (then `ready` stays empty).
     fifo: Option<Fifo>,
+    /// FIFO: whether the last dispatch left a consumer with credit and
+    /// nothing it may take. Unless one did, a publish needs no dispatch:
+    /// every other consumer was out of credit then, and credit comes back
+    /// with a dispatch of its queue to follow (acks, rejects and requeues
+    /// schedule one, and so do qos changes and outbox room). Publishing
+    /// then leaves groups alone, and the publisher does not deliver,
+    /// message by message and from its own core, what a consumer's own
+    /// dispatch delivers a moment later in a batch.
+    starved: bool,
     dedup: Dedup,
     /// A run of deliveries being handed to a no-ack consumer (kept for its
     /// allocation).
@@ -99,10 +116,12 @@ impl State {
         self.len() == 0
     }
 
-    fn push_ready(&mut self, e: Entry) {
-        match &mut self.fifo {
-            Some(f) => f.push(e),
-            None => self.ready.push_back(e),
+    /// `group`: for a FIFO queue, the message's group if found already.
+    fn push_ready(&mut self, e: Entry, group: Option<&GroupHint>) {
+        match (&mut self.fifo, group) {
+            (Some(f), Some(g)) => f.push_hinted(e, g),
+            (Some(f), None) => f.push(e),
+            (None, _) => self.ready.push_back(e),
         }
     }
 
@@ -120,8 +139,8 @@ impl State {
         }
     }
 
-    fn next_expiry(&self) -> Option<u64> {
-        match &self.fifo {
+    fn next_expiry(&mut self) -> Option<u64> {
+        match &mut self.fifo {
             Some(f) => f.next_expiry(),
             None => self.ready.next_expiry(),
         }
@@ -217,6 +236,8 @@ pub struct Queue {
     settles: Mutex<Vec<u32>>,
     /// Set when `settles` may hold something (saves taking its lock).
     settles_pending: AtomicBool,
+    /// FIFO: hashes group names, outside the state lock ([`GroupHint`]).
+    group_hasher: GroupHasher,
     /// Mirrors `deleted` without the lock, for channels' lookup caches.
     gone: AtomicBool,
     me: Weak<Queue>,
@@ -235,8 +256,9 @@ impl Queue {
         vhost_ref: Weak<VHost>,
     ) -> Arc<Queue> {
         let ready = Ready::new(args.max_priority, args.max_length_bytes.is_some());
-        let fifo =
-            (args.kind == QueueKind::Fifo).then(|| Fifo::new(args.max_length_bytes.is_some()));
+        let group_hasher = GroupHasher::new();
+        let fifo = (args.kind == QueueKind::Fifo)
+            .then(|| Fifo::new(args.max_length_bytes.is_some(), group_hasher.clone()));
         let dedup = Dedup::new(store.is_some() && record.is_some());
         let flow_marks = FlowMarks::for_args(&args);
         let queue = Arc::new_cyclic(|me| Queue {
@@ -256,6 +278,7 @@ impl Queue {
             consumer_conns: Mutex::new(Vec::new()),
             settles: Mutex::new(Vec::new()),
             settles_pending: AtomicBool::new(false),
+            group_hasher,
             gone: AtomicBool::new(false),
             me: me.clone(),
             state: Mutex::new(State {
@@ -269,6 +292,7 @@ impl Queue {
                 dead: Vec::new(),
                 janitor: false,
                 fifo,
+                starved: true,
                 dedup,
                 run: Vec::new(),
             }),
@@ -416,21 +440,33 @@ impl Queue {
 
     /// Adds a published message and hands it to a consumer if one has room.
     pub fn push(&self, msg: Arc<Message>, persisted: Option<Persisted>) -> PushOutcome {
-        let expires_at = self.expiry_for(&msg);
-        // FIFO: the deduplication id, hashed before taking the lock.
-        let dedup_id = match self.args.kind {
-            QueueKind::Fifo => fifo::dedup_id(&msg, self.args.content_based_dedup),
-            _ => None,
-        };
+        let incoming = self.incoming(&msg);
         let _wakes = DeferWakes::open();
         let (outcome, dead) = {
             let mut st = self.state.lock();
-            let outcome = self.push_locked(&mut st, msg, persisted, expires_at, dedup_id, true);
+            let outcome = self.push_locked(&mut st, msg, persisted, incoming, true);
             self.note_flow(&st);
             (outcome, std::mem::take(&mut st.dead))
         };
         self.dead_letter(dead);
         outcome
+    }
+
+    /// What a publish needs to know of a message, found before taking the
+    /// queue's lock.
+    fn incoming(&self, msg: &Message) -> Incoming {
+        let (dedup_id, group) = match self.args.kind {
+            QueueKind::Fifo => (
+                fifo::dedup_id(msg, self.args.content_based_dedup),
+                Some(GroupHint::of(msg, &self.group_hasher)),
+            ),
+            _ => (None, None),
+        };
+        Incoming {
+            expires_at: self.expiry_for(msg),
+            dedup_id,
+            group,
+        }
     }
 
     /// Puts transient messages (or ones for a broker without a log) in the
@@ -442,19 +478,15 @@ impl Queue {
         let dead = {
             let mut st = self.state.lock();
             for msg in msgs {
-                let expires_at = self.expiry_for(msg);
-                let dedup_id = match self.args.kind {
-                    QueueKind::Fifo => fifo::dedup_id(msg, self.args.content_based_dedup),
-                    _ => None,
-                };
+                let incoming = self.incoming(msg);
                 // Where waiting changes the outcome, each message is
                 // dispatched at once as a single push would be: a TTL of 0
                 // is now or never, and a length limit drops or refuses what
                 // a consumer could have taken.
-                let dispatch = expires_at.is_some()
+                let dispatch = incoming.expires_at.is_some()
                     || self.args.max_length.is_some()
                     || self.args.max_length_bytes.is_some();
-                match self.push_locked(&mut st, msg.clone(), None, expires_at, dedup_id, dispatch) {
+                match self.push_locked(&mut st, msg.clone(), None, incoming, dispatch) {
                     PushOutcome::Gone => {}
                     PushOutcome::Rejected => outcome = PushOutcome::Rejected,
                     PushOutcome::Queued => {
@@ -481,10 +513,14 @@ impl Queue {
         st: &mut State,
         msg: Arc<Message>,
         persisted: Option<Persisted>,
-        expires_at: Option<u64>,
-        dedup_id: Option<u128>,
+        incoming: Incoming,
         dispatch: bool,
     ) -> PushOutcome {
+        let Incoming {
+            expires_at,
+            dedup_id,
+            group,
+        } = incoming;
         if st.deleted {
             if let (Some(store), Some(p)) = (&self.store, &persisted) {
                 store.discard(p);
@@ -562,12 +598,16 @@ impl Queue {
                 self.wake.notify_one();
             }
         }
-        st.push_ready(entry);
-        if dispatch && !st.consumers.is_empty() {
+        st.push_ready(entry, group.as_ref());
+        // A TTL of 0 means "now or never": what no consumer took at once expires.
+        let due = expires_at.filter(|t| *t <= self.now_ms());
+        if dispatch
+            && !st.consumers.is_empty()
+            && (st.fifo.is_none() || st.starved || due.is_some())
+        {
             self.dispatch_locked(st);
         }
-        // A TTL of 0 means "now or never": what no consumer took at once expires.
-        if let Some(t) = expires_at.filter(|t| *t <= self.now_ms()) {
+        if let Some(t) = due {
             let mut expired = Vec::new();
             st.take_expired(t + 1, &mut expired);
             st.dead
@@ -690,6 +730,8 @@ impl Queue {
                 st.consumers.len()
             };
             let mut delivered = false;
+            // (Meaningful after a pass that delivers nothing.)
+            st.starved = false;
             for k in 0..n {
                 let i = (st.next_consumer + k) % n;
                 // Cheapest checks first: has it room, is there a group it may take.
@@ -700,6 +742,7 @@ impl Queue {
                 let key = Owner::consumer_key(c);
                 let Some(f) = st.fifo.as_mut() else { return };
                 let Some(group) = f.next_group_for(key) else {
+                    st.starved = true;
                     continue;
                 };
                 if c.channel.conn.outbox.is_full()
@@ -728,9 +771,23 @@ impl Queue {
                 delivered = true;
                 break;
             }
-            if !delivered || st.is_empty() {
+            if !delivered {
                 break;
             }
+            if st.is_empty() {
+                // Consumers were not all asked: assume one has credit left.
+                st.starved = true;
+                break;
+            }
+        }
+        // With a channel-wide prefetch, an ack from another queue on the
+        // channel gives credit back and dispatches only that queue: such
+        // consumers count as waiting. (A qos change dispatches this queue.)
+        if !st.starved {
+            st.starved = st
+                .consumers
+                .iter()
+                .any(|c| c.channel.global_prefetch.load(Ordering::Relaxed) != 0);
         }
     }
 
@@ -1022,15 +1079,18 @@ impl Queue {
             msg
         };
         // (A FIFO queue files it under its group.)
-        st.push_ready(Entry {
-            msg,
-            seq,
-            redelivered,
-            persisted: Some(persisted),
-            expires_at,
-            returns,
-            group: 0,
-        });
+        st.push_ready(
+            Entry {
+                msg,
+                seq,
+                redelivered,
+                persisted: Some(persisted),
+                expires_at,
+                returns,
+                group: 0,
+            },
+            None,
+        );
     }
 
     pub fn message_count(&self) -> u32 {
@@ -1165,7 +1225,7 @@ impl Queue {
     /// When the expiry task must next look: the first head expiry, or when
     /// an unused queue expires.
     fn next_deadline(&self) -> Option<Instant> {
-        let st = self.state.lock();
+        let mut st = self.state.lock();
         let head = st
             .next_expiry()
             .map(|ms| self.epoch + Duration::from_millis(ms.saturating_add(1)));
