@@ -8,6 +8,7 @@ use nom::Parser;
 use crate::error::DecodeError;
 use crate::method::Method;
 use crate::properties::{BasicProperties, WireProperties};
+use crate::types::ShortStr;
 use crate::wire::{finish, WireError};
 
 pub const FRAME_METHOD: u8 = 1;
@@ -200,6 +201,36 @@ fn write_frame(buf: &mut BytesMut, kind: u8, channel: u16, write: impl FnOnce(&m
 
 pub fn encode_method_frame(buf: &mut BytesMut, channel: u16, method: &Method) {
     write_frame(buf, FRAME_METHOD, channel, |buf| method.encode(buf));
+}
+
+/// The method frame of a basic.deliver, written from borrowed names: what
+/// `encode_method_frame` of a `Method::BasicDeliver` writes, without
+/// building the method (which would take a reference on each name).
+pub fn encode_deliver_frame(
+    buf: &mut BytesMut,
+    channel: u16,
+    consumer_tag: &ShortStr,
+    delivery_tag: u64,
+    redelivered: bool,
+    exchange: &ShortStr,
+    routing_key: &ShortStr,
+) {
+    write_frame(buf, FRAME_METHOD, channel, |buf| {
+        buf.put_u16(60);
+        buf.put_u16(60);
+        put_short_str(buf, consumer_tag);
+        buf.put_u64(delivery_tag);
+        buf.put_u8(u8::from(redelivered));
+        put_short_str(buf, exchange);
+        put_short_str(buf, routing_key);
+    });
+}
+
+/// A short string's wire form; `ShortStr` guarantees it fits a length octet.
+fn put_short_str(buf: &mut BytesMut, s: &ShortStr) {
+    let bytes = s.as_bytes();
+    buf.put_u8(u8::try_from(bytes.len()).unwrap_or(u8::MAX));
+    buf.put_slice(bytes);
 }
 
 pub fn encode_header_frame(

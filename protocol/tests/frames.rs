@@ -350,3 +350,33 @@ fn frame_encode_matches_the_encoders() {
         assert_eq!(decode_frame(&mut buf, 0), Ok(Some(frame)));
     }
 }
+
+#[test]
+fn a_deliver_frame_from_borrowed_names_is_the_method_frame() {
+    for (tag, exchange, key, redelivered) in [
+        ("amq.ctag-1", "", "jobs", false),
+        ("c", "amq.topic", "a.b.c", true),
+        (&"t".repeat(255)[..], &"x".repeat(255)[..], "", false),
+    ] {
+        let mut want = BytesMut::new();
+        let method = Method::BasicDeliver(BasicDeliver {
+            consumer_tag: s(tag),
+            delivery_tag: 0x0102_0304_0506_0708,
+            redelivered,
+            exchange: s(exchange),
+            routing_key: s(key),
+        });
+        encode_method_frame(&mut want, 7, &method);
+        let mut got = BytesMut::new();
+        encode_deliver_frame(
+            &mut got,
+            7,
+            &s(tag),
+            0x0102_0304_0506_0708,
+            redelivered,
+            &s(exchange),
+            &s(key),
+        );
+        assert_eq!(got, want);
+    }
+}

@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use warren_protocol::{
-    encode_body_frames, encode_header_frame, encode_header_frame_raw, encode_heartbeat,
-    encode_method_frame, BasicAck, BasicDeliver, BasicGetOk, BasicNack, BasicReturn, Method,
+    encode_body_frames, encode_deliver_frame, encode_header_frame, encode_header_frame_raw,
+    encode_heartbeat, encode_method_frame, BasicAck, BasicGetOk, BasicNack, BasicReturn, Method,
 };
 
 use crate::core::link::ConnectionLink;
@@ -71,14 +71,16 @@ fn encode_batch(batch: &mut VecDeque<Outbound>, buf: &mut BytesMut, frame_max: u
                 redelivered,
                 msg,
             } => {
-                let m = Method::BasicDeliver(BasicDeliver {
-                    consumer_tag,
+                encode_deliver_frame(
+                    buf,
+                    channel,
+                    &consumer_tag,
                     delivery_tag,
                     redelivered,
-                    exchange: msg.exchange.clone(),
-                    routing_key: msg.routing_key.clone(),
-                });
-                encode_content(buf, channel, &m, &msg, frame_max);
+                    &msg.exchange,
+                    &msg.routing_key,
+                );
+                encode_content_frames(buf, channel, &msg, frame_max);
             }
             Outbound::GetOk {
                 channel,
@@ -158,6 +160,11 @@ fn encode_content(
     frame_max: u32,
 ) {
     encode_method_frame(buf, channel, method);
+    encode_content_frames(buf, channel, msg, frame_max);
+}
+
+/// The header and body frames of a message.
+fn encode_content_frames(buf: &mut BytesMut, channel: u16, msg: &Message, frame_max: u32) {
     let size = msg.body.len() as u64;
     match &msg.properties {
         MessageProperties::Wire(p) => encode_header_frame_raw(buf, channel, 60, size, p.raw()),
