@@ -694,7 +694,14 @@ impl Queue {
         let c = st.consumers[0].clone();
         let mut room = c.channel.conn.outbox.room();
         // Bounded so a long backlog is not held under the lock in one go.
-        let credit = c.credit().min(256) as usize;
+        // A channel-wide prefetch is shared with other queues' dispatches,
+        // which may run meanwhile: one at a time then, as before runs.
+        let most = if c.channel.global_prefetch.load(Ordering::Relaxed) != 0 {
+            1
+        } else {
+            256
+        };
+        let credit = c.credit().min(most) as usize;
         let mut run = std::mem::take(&mut st.run);
         while run.len() < credit && room > 0 {
             let Some(mut entry) = st.ready.pop_front() else {
