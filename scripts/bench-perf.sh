@@ -184,7 +184,12 @@ rabbit_stop() {
 # rabbit_start LABEL [keep-state]: starts the node (wiping its state unless
 # keep-state), records the start-up time under LABEL, sets rabbit_pid.
 rabbit_start() {
-  command -v rabbitmq-server >/dev/null || { echo "rabbitmq-server is not installed (../shared/tools/rabbitmq.sh installs it)" >&2; exit 1; }
+  if ! command -v rabbitmq-server >/dev/null; then
+    # A fresh machine: install Debian's package, as ../shared/tools/rabbitmq.sh does.
+    echo "installing rabbitmq-server (Debian package)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+  fi
   if port_open "$RPORT"; then echo "127.0.0.1:$RPORT is already in use" >&2; exit 1; fi
   if [ "${2:-}" != keep-state ]; then
     rm -rf "$rbase"; mkdir -p "$rbase/log" "$rbase/mnesia"
