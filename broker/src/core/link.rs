@@ -208,6 +208,8 @@ impl ChannelLink {
             });
             out
         });
+        // (Runs `items` even when the connection is going: the unacked
+        // entries must be recorded, to be requeued when it is gone.)
         let pushed = self.conn.outbox.push_run_quiet(items);
         drop(st);
         if pushed {
@@ -435,7 +437,6 @@ impl Consumer {
         }
     }
 
-    /// Whether this consumer may take one more message now.
     /// How many more deliveries the prefetch limits allow now.
     pub fn credit(&self) -> u32 {
         if self.channel.is_closed() {
@@ -455,6 +456,7 @@ impl Consumer {
         own.min(global)
     }
 
+    /// Whether this consumer may take one more message now.
     pub fn has_credit(&self) -> bool {
         if self.channel.is_closed() {
             return false;

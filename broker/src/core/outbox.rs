@@ -127,10 +127,13 @@ impl Outbox {
             .saturating_sub(self.bytes.load(Ordering::Relaxed))
     }
 
-    /// [`Outbox::push_quiet`] for a run of items, with one lock.
+    /// [`Outbox::push_quiet`] for a run of items, with one lock. `items` is
+    /// run to its end in any case — whatever making an item does happens —
+    /// and the items are dropped if the outbox is closed.
     pub fn push_run_quiet(&self, items: impl IntoIterator<Item = Outbound>) -> bool {
         let mut inner = self.inner.lock();
         if inner.closed {
+            items.into_iter().for_each(drop);
             return false;
         }
         for item in items {

@@ -1363,6 +1363,28 @@ mod tests {
     }
 
     #[test]
+    fn a_run_to_a_connection_that_is_going_stays_unacked_for_the_requeue() {
+        let q = queue(QueueArgs::default());
+        let link = Arc::new(ConnectionLink {
+            id: ConnectionId(1),
+            outbox: Outbox::new(1 << 20),
+            consumer_cancel_notify: AtomicBool::new(false),
+        });
+        let channel = Arc::new(ChannelLink::new(1, link.clone()));
+        let tag = ShortStr::from_static("going");
+        let c = Consumer::new(tag, channel.clone(), q.clone(), false, false, 10, 0);
+        assert!(q.add_consumer(Arc::new(c), || {}).is_ok());
+        // The socket is gone; the session has not released the channel yet.
+        link.outbox.close();
+        publish(&q, 3);
+        assert_eq!(q.message_count(), 0);
+        let mut taken = Vec::new();
+        assert!(channel.take_unacked_into(0, true, &mut taken));
+        let tags: Vec<u64> = taken.iter().map(|u| u.tag).collect();
+        assert_eq!(tags, vec![1, 2, 3]);
+    }
+
+    #[test]
     fn a_full_length_limited_queue_holds_back_publishers_of_other_connections() {
         let q = queue(max_length(10));
         consumer(&q, 1, "stalled", false, 1);
