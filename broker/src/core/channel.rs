@@ -729,11 +729,12 @@ impl Channel {
     }
 
     /// Messages handed over whole by an in-process publisher, all to the
-    /// same exchange and routing key (`msgs` is left empty). Each is checked
-    /// and published as by [`Channel::publish_message`]; in the common case
-    /// — no transaction, no confirms, transient messages, a route that does
-    /// not depend on headers — the route is looked up once and each queue
-    /// takes the run with one lock and one dispatch.
+    /// same exchange and routing key and with the same properties (`msgs`
+    /// is left empty). Each is checked and published as by
+    /// [`Channel::publish_message`]; in the common case — no transaction,
+    /// no confirms, transient messages, no CC/BCC — the route (the same
+    /// for all, headers included) is looked up once and each queue takes
+    /// the run with one lock and one dispatch.
     pub fn publish_batch(
         &mut self,
         ctx: &mut SessionCtx,
@@ -751,7 +752,7 @@ impl Channel {
                     .is_some_and(|h| h.contains_key("CC") || h.contains_key("BCC"));
         }
         let exchange = self.publish_exchange(ctx, &method.exchange)?;
-        if !simple || exchange.kind() == super::exchange::ExchangeKind::Headers {
+        if !simple {
             for msg in msgs.drain(..) {
                 if let ChannelMode::Tx = self.mode {
                     self.tx.publishes.push((method.clone(), msg));
@@ -761,7 +762,9 @@ impl Channel {
             }
             return Ok(());
         }
-        self.route_to_scratch(ctx, &exchange, &method.routing_key, None);
+        let table = msgs.first().and_then(|m| m.properties.headers());
+        self.route_to_scratch(ctx, &exchange, &method.routing_key, table.as_deref());
+        drop(table);
         let mut routed = false;
         for q in &self.scratch.queues {
             if q.is_congested_for(ctx.link.id) && !ctx.congested.iter().any(|c| Arc::ptr_eq(c, q)) {

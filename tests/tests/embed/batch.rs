@@ -119,6 +119,29 @@ async fn a_batch_to_a_headers_exchange_is_routed_by_its_headers() {
         .unwrap();
     }
     assert_eq!(ready(&ch, "b-hdr").await, 10);
+    // Through an exchange-to-exchange binding: the headers decide downstream.
+    ch.exchange_declare("b-src", "direct", Default::default(), FieldTable::default())
+        .await
+        .unwrap();
+    ch.exchange_bind("amq.headers", "b-src", "k", FieldTable::default())
+        .await
+        .unwrap();
+    for kind in ["b", "a"] {
+        let props = BasicProperties {
+            headers: Some(headers(&[("kind", kind)])),
+            ..Default::default()
+        };
+        ch.basic_publish_batch(
+            "b-src",
+            "k",
+            PublishOptions::default(),
+            props,
+            bodies(kind, 4),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(ready(&ch, "b-hdr").await, 14);
     broker.shutdown().await;
 }
 
