@@ -671,20 +671,29 @@ impl Queue {
                 self.deliver_run(st, &mut now);
                 continue;
             }
-            let Some(mut entry) = st.ready.pop_front() else {
+            let Some(mut entry) = self.pop_unexpired(st, &mut now) else {
                 break;
             };
+            let c = &st.consumers[i];
+            self.hand_over(&mut entry, c.no_ack);
+            c.channel.deliver(c, entry);
+            self.release_publishers(st);
+        }
+    }
+
+    /// The next ready message of a standard queue; expired ones on the way
+    /// go to `st.dead`. `now` is read once, on the first message with a TTL.
+    fn pop_unexpired(&self, st: &mut State, now: &mut Option<u64>) -> Option<Entry> {
+        while let Some(entry) = st.ready.pop_front() {
             if entry.expires_at.is_some()
                 && entry.expired(*now.get_or_insert_with(|| self.now_ms()))
             {
                 st.dead.push((entry, Reason::Expired));
                 continue;
             }
-            let c = &st.consumers[i];
-            self.hand_over(&mut entry, c.no_ack);
-            c.channel.deliver(c, entry);
-            self.release_publishers(st);
+            return Some(entry);
         }
+        None
     }
 
     /// A queue with one consumer hands it a run of messages — as many as
@@ -704,15 +713,9 @@ impl Queue {
         let credit = c.credit().min(most) as usize;
         let mut run = std::mem::take(&mut st.run);
         while run.len() < credit && room > 0 {
-            let Some(mut entry) = st.ready.pop_front() else {
+            let Some(mut entry) = self.pop_unexpired(st, now) else {
                 break;
             };
-            if entry.expires_at.is_some()
-                && entry.expired(*now.get_or_insert_with(|| self.now_ms()))
-            {
-                st.dead.push((entry, Reason::Expired));
-                continue;
-            }
             self.hand_over(&mut entry, c.no_ack);
             room = room.saturating_sub(entry.msg.wire_size());
             run.push(entry);
