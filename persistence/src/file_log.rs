@@ -326,6 +326,7 @@ impl Store for FileLog {
             });
         }
         let len = frame.len;
+        Counters::add(&self.shared.counters.reads, 1);
         Ok(Bytes::from(buf).slice(FRAME_HEADER..len))
     }
 
@@ -399,6 +400,7 @@ impl Store for FileLog {
             segments_deleted: get(&c.segments_deleted),
             segments_compacted: get(&c.segments_compacted),
             durable_lsn: self.shared.durable_lsn.load(Ordering::Acquire),
+            reads: get(&c.reads),
         }
     }
 }

@@ -43,6 +43,7 @@ pub(crate) struct Counters {
     pub dir_syncs: AtomicU64,
     pub segments_deleted: AtomicU64,
     pub segments_compacted: AtomicU64,
+    pub reads: AtomicU64,
 }
 
 impl Counters {

@@ -86,4 +86,6 @@ pub struct StoreStats {
     pub segments_compacted: u64,
     /// The durable watermark.
     pub durable_lsn: u64,
+    /// Records read back with [`Store::read`].
+    pub reads: u64,
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use warren_persistence::RecordId;
-use warren_protocol::FieldValue;
+use warren_protocol::{FieldValue, ShortStr};
 
 use super::link::{ChannelLink, Consumer};
 use super::message::Message;
@@ -63,6 +63,19 @@ impl GroupKey<'_> {
             GroupKey::Default => b"",
         }
     }
+}
+
+/// An entry's message. A FIFO queue keeps its messages in memory (only
+/// standard queues leave them in the log), so the stand-in, which puts a
+/// message in the default group, is never used.
+fn message(e: &Entry) -> &Message {
+    static NONE: std::sync::LazyLock<Message> = std::sync::LazyLock::new(|| Message {
+        exchange: ShortStr::from_static(""),
+        routing_key: ShortStr::from_static(""),
+        properties: Default::default(),
+        body: Bytes::new(),
+    });
+    e.in_memory().map_or(&NONE, |m| m)
 }
 
 /// The group a message belongs to: its `x-group-id` header, or "" (the
@@ -338,7 +351,7 @@ impl Fifo {
 
     fn size(&self, e: &Entry) -> u64 {
         if self.track_bytes {
-            e.msg.body.len() as u64
+            e.body_len()
         } else {
             0
         }
@@ -444,7 +457,7 @@ impl Fifo {
             let id = match self.group(e.group) {
                 Some(_) => e.group,
                 // (Not expected: groups with messages waiting are kept.)
-                None => self.group_id(&e.msg),
+                None => self.group_id(message(&e)),
             };
             e.group = id;
             let Some(g) = self.group(id) else { continue };
@@ -538,13 +551,13 @@ impl Fifo {
     }
 
     pub fn push(&mut self, e: Entry) {
-        let hint = GroupHint::of(&e.msg, &self.hasher);
+        let hint = GroupHint::of(message(&e), &self.hasher);
         self.push_hinted(e, &hint);
     }
 
     /// [`Fifo::push`] with the message's group found already.
     pub fn push_hinted(&mut self, mut e: Entry, hint: &GroupHint) {
-        e.group = self.group_id_hinted(&e.msg, hint);
+        e.group = self.group_id_hinted(message(&e), hint);
         self.bytes += self.size(&e);
         self.incoming.push_back(e);
         // Bounded, so that no single operation files a whole backlog
@@ -621,10 +634,10 @@ impl Fifo {
     /// The group an entry came back to: the one it was filed under, while
     /// that group is still there (it is, while the entry is held).
     fn group_of_entry(&mut self, e: &Entry) -> GroupId {
-        if self.is_named(e.group, group_key(&e.msg).as_bytes()) {
+        if self.is_named(e.group, group_key(message(e)).as_bytes()) {
             e.group
         } else {
-            self.group_id(&e.msg)
+            self.group_id(message(e))
         }
     }
 
@@ -912,7 +925,8 @@ pub fn dedup_id(msg: &Message, content_based: bool) -> Option<u128> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use warren_protocol::{BasicProperties, FieldTable, LongStr, ShortStr};
+    use crate::core::queue::Held;
+    use warren_protocol::{BasicProperties, FieldTable, LongStr};
 
     fn msg(group: &str) -> Arc<Message> {
         let headers: FieldTable = if group.is_empty() {
@@ -939,7 +953,7 @@ mod tests {
 
     fn entry(seq: u64, group: &str) -> Entry {
         Entry {
-            msg: msg(group),
+            msg: Held::Memory(msg(group)),
             seq,
             redelivered: false,
             persisted: None,
@@ -1174,7 +1188,7 @@ mod tests {
         });
         let mut f = Fifo::default();
         f.push(Entry {
-            msg: Arc::new(m),
+            msg: Held::Memory(Arc::new(m)),
             ..entry(0, "")
         });
         f.push(entry(1, ""));

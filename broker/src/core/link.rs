@@ -18,6 +18,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use warren_protocol::ShortStr;
 
+use super::message::Message;
 use super::outbox::{Outbound, Outbox};
 use super::queue::{Entry, Queue};
 use crate::store::Persistence;
@@ -149,8 +150,8 @@ impl ChannelLink {
 
     /// Sends a message to a consumer: tags it, records it as unacked unless
     /// the consumer is no-ack, and queues the deliver frame. Called with the
-    /// lock of the consumer's queue held.
-    pub fn deliver(&self, consumer: &Arc<Consumer>, entry: Entry) {
+    /// lock of the consumer's queue held. `msg` is the entry's message.
+    pub fn deliver(&self, consumer: &Arc<Consumer>, entry: Entry, msg: Arc<Message>) {
         let mut st = self.state.lock();
         let tag = st.next_tag;
         st.next_tag += 1;
@@ -159,7 +160,7 @@ impl ChannelLink {
             consumer_tag: consumer.tag.clone(),
             delivery_tag: tag,
             redelivered: entry.redelivered,
-            msg: entry.msg.clone(),
+            msg,
         };
         if !consumer.no_ack {
             consumer.unacked.fetch_add(1, Ordering::Relaxed);
@@ -179,7 +180,7 @@ impl ChannelLink {
     /// (`entries` is left empty): one lock of the channel and one of the
     /// outbox for the whole run. The caller keeps the run within
     /// [`Consumer::credit`].
-    pub fn deliver_run(&self, consumer: &Arc<Consumer>, entries: &mut Vec<Entry>) {
+    pub fn deliver_run(&self, consumer: &Arc<Consumer>, entries: &mut Vec<(Entry, Arc<Message>)>) {
         let n = entries.len();
         let mut st = self.state.lock();
         let first = st.next_tag;
@@ -188,8 +189,8 @@ impl ChannelLink {
             consumer.unacked.fetch_add(n as u32, Ordering::Relaxed);
             self.global_unacked.fetch_add(n as u32, Ordering::Relaxed);
         }
-        let items = entries.drain(..).zip(first..).map(|(entry, tag)| {
-            let deliver = |msg| Outbound::Deliver {
+        let items = entries.drain(..).zip(first..).map(|((entry, msg), tag)| {
+            let out = Outbound::Deliver {
                 channel: self.id,
                 consumer_tag: consumer.tag.clone(),
                 delivery_tag: tag,
@@ -197,10 +198,9 @@ impl ChannelLink {
                 msg,
             };
             if consumer.no_ack {
-                // Nothing keeps the entry: its message moves on as it is.
-                return deliver(entry.msg);
+                // Nothing keeps the entry.
+                return out;
             }
-            let out = deliver(entry.msg.clone());
             st.unacked.push_back(Unacked {
                 tag,
                 entry,
@@ -218,7 +218,14 @@ impl ChannelLink {
     }
 
     /// Answers a basic.get with a message. Called with the queue's lock held.
-    pub fn get_ok(&self, queue: &Arc<Queue>, entry: Entry, no_ack: bool, message_count: u32) {
+    pub fn get_ok(
+        &self,
+        queue: &Arc<Queue>,
+        entry: Entry,
+        msg: Arc<Message>,
+        no_ack: bool,
+        message_count: u32,
+    ) {
         let mut st = self.state.lock();
         let tag = st.next_tag;
         st.next_tag += 1;
@@ -227,7 +234,7 @@ impl ChannelLink {
             delivery_tag: tag,
             redelivered: entry.redelivered,
             message_count,
-            msg: entry.msg.clone(),
+            msg,
         };
         if !no_ack {
             self.global_unacked.fetch_add(1, Ordering::Relaxed);

@@ -21,6 +21,26 @@ impl Message {
         self.properties.delivery_mode() == Some(2)
     }
 
+    /// A copy that shares no buffer with this one, for a message that is
+    /// a slice of a much larger buffer (a segment read at recovery) and is
+    /// kept for long.
+    pub fn detached(&self) -> Message {
+        let short = |s: &ShortStr| {
+            ShortStr::new(Bytes::copy_from_slice(s.as_bytes())).unwrap_or_else(|_| s.clone())
+        };
+        let properties = match &self.properties {
+            MessageProperties::Wire(w) => WireProperties::decode(Bytes::copy_from_slice(w.raw()))
+                .map_or_else(|_| self.properties.clone(), MessageProperties::Wire),
+            MessageProperties::Built(_) => self.properties.clone(),
+        };
+        Message {
+            exchange: short(&self.exchange),
+            routing_key: short(&self.routing_key),
+            properties,
+            body: Bytes::copy_from_slice(&self.body),
+        }
+    }
+
     /// Rough bytes this message costs in an outbox: body plus frame overhead.
     pub fn wire_size(&self) -> usize {
         self.body.len() + self.properties.wire_len() + 64

@@ -22,10 +22,30 @@ use super::vhost::VHost;
 use crate::error::{q, AmqpError};
 use crate::store::{records, Persisted, Persistence};
 
+/// Where a queued message is. A persistent message of a durable queue
+/// that joins a long backlog is left in the log: the queue keeps its
+/// position ([`Entry::persisted`]) and what routing within the queue needs,
+/// and reads it back when it leaves (design: "Where messages live").
+#[derive(Debug, Clone)]
+pub enum Held {
+    Memory(Arc<Message>),
+    Log { body_len: u32, priority: u8 },
+}
+
+impl Held {
+    /// The paged form of `msg`: its body size and priority only.
+    fn paged(msg: &Message) -> Held {
+        Held::Log {
+            body_len: u32::try_from(msg.body.len()).unwrap_or(u32::MAX),
+            priority: msg.properties.priority().unwrap_or(0),
+        }
+    }
+}
+
 /// A message in a queue: shared body plus per-queue delivery state.
 #[derive(Debug, Clone)]
 pub struct Entry {
-    pub msg: Arc<Message>,
+    pub msg: Held,
     /// Position in publish order, so requeued messages go back where they were.
     pub seq: u64,
     pub redelivered: bool,
@@ -42,6 +62,28 @@ pub struct Entry {
 impl Entry {
     pub fn expired(&self, now_ms: u64) -> bool {
         self.expires_at.is_some_and(|t| now_ms > t)
+    }
+
+    /// The message, when it is in memory.
+    pub fn in_memory(&self) -> Option<&Arc<Message>> {
+        match &self.msg {
+            Held::Memory(m) => Some(m),
+            Held::Log { .. } => None,
+        }
+    }
+
+    pub fn body_len(&self) -> u64 {
+        match &self.msg {
+            Held::Memory(m) => m.body.len() as u64,
+            Held::Log { body_len, .. } => u64::from(*body_len),
+        }
+    }
+
+    pub fn priority(&self) -> u8 {
+        match &self.msg {
+            Held::Memory(m) => m.properties.priority().unwrap_or(0),
+            Held::Log { priority, .. } => *priority,
+        }
     }
 }
 
@@ -100,7 +142,7 @@ struct State {
     dedup: Dedup,
     /// A run of deliveries being handed to a no-ack consumer (kept for its
     /// allocation).
-    run: Vec<Entry>,
+    run: Vec<(Entry, Arc<Message>)>,
 }
 
 impl State {
@@ -219,6 +261,10 @@ pub struct Queue {
     /// Wakes publishers held back by flow control.
     flow: Notify,
     flow_marks: FlowMarks,
+    /// Ready messages kept in memory with their bodies; persistent ones
+    /// beyond that stay in the log. `None`: all in memory (a transient
+    /// queue, or a broker without a data directory).
+    in_memory: Option<usize>,
     /// Set (under the state lock) by a publisher about to wait on `flow`,
     /// so that dispatch only pays for a wake-up when someone waits.
     flow_waiting: AtomicBool,
@@ -261,6 +307,10 @@ impl Queue {
             .then(|| Fifo::new(args.max_length_bytes.is_some(), group_hasher.clone()));
         let dedup = Dedup::new(store.is_some() && record.is_some());
         let flow_marks = FlowMarks::for_args(&args);
+        let in_memory = store
+            .as_ref()
+            .filter(|_| record.is_some())
+            .and_then(|s| s.queue_in_memory());
         let queue = Arc::new_cyclic(|me| Queue {
             name,
             vhost,
@@ -273,6 +323,7 @@ impl Queue {
             wake: Arc::new(Notify::new()),
             flow: Notify::new(),
             flow_marks,
+            in_memory,
             flow_waiting: AtomicBool::new(false),
             congested: AtomicBool::new(false),
             consumer_conns: Mutex::new(Vec::new()),
@@ -551,8 +602,8 @@ impl Queue {
         let size = msg.body.len() as u64;
         let seq = st.next_seq;
         st.next_seq += 1;
-        let entry = Entry {
-            msg,
+        let mut entry = Entry {
+            msg: Held::Memory(msg),
             seq,
             redelivered: false,
             persisted,
@@ -598,6 +649,7 @@ impl Queue {
                 self.wake.notify_one();
             }
         }
+        self.page_if_behind(st, &mut entry);
         st.push_ready(entry, group.as_ref());
         // A TTL of 0 means "now or never": what no consumer took at once expires.
         let due = expires_at.filter(|t| *t <= self.now_ms());
@@ -614,6 +666,19 @@ impl Queue {
                 .extend(expired.into_iter().map(|e| (e, Reason::Expired)));
         }
         PushOutcome::Queued
+    }
+
+    /// Leaves a persistent message in the log, keeping only its position,
+    /// when it joins a backlog longer than the queue keeps in memory.
+    /// Only standard queues of a broker with a data directory do: a FIFO
+    /// queue reads its messages' groups when it files and hands them out.
+    fn page_if_behind(&self, st: &State, entry: &mut Entry) {
+        let Some(keep) = self.in_memory else { return };
+        if st.fifo.is_none() && entry.persisted.is_some() && st.ready.len() >= keep {
+            if let Held::Memory(m) = &entry.msg {
+                entry.msg = Held::paged(m);
+            }
+        }
     }
 
     /// FIFO: remembers the deduplication id (accepted at `now`) of a
@@ -671,29 +736,78 @@ impl Queue {
                 self.deliver_run(st, &mut now);
                 continue;
             }
-            let Some(mut entry) = self.pop_unexpired(st, &mut now) else {
+            let no_ack = st.consumers[i].no_ack;
+            let Some((mut entry, msg)) = self.pop_unexpired(st, &mut now, no_ack) else {
                 break;
             };
             let c = &st.consumers[i];
             self.hand_over(&mut entry, c.no_ack);
-            c.channel.deliver(c, entry);
+            c.channel.deliver(c, entry, msg);
             self.release_publishers(st);
         }
     }
 
-    /// The next ready message of a standard queue; expired ones on the way
-    /// go to `st.dead`. `now` is read once, on the first message with a TTL.
-    fn pop_unexpired(&self, st: &mut State, now: &mut Option<u64>) -> Option<Entry> {
-        while let Some(entry) = st.ready.pop_front() {
+    /// The next ready message of a standard queue, with its message (see
+    /// [`Queue::take_message`] for `no_ack`); expired ones on the way go to
+    /// `st.dead`. `now` is read once, on the first message with a TTL.
+    fn pop_unexpired(
+        &self,
+        st: &mut State,
+        now: &mut Option<u64>,
+        no_ack: bool,
+    ) -> Option<(Entry, Arc<Message>)> {
+        while let Some(mut entry) = st.ready.pop_front() {
             if entry.expires_at.is_some()
                 && entry.expired(*now.get_or_insert_with(|| self.now_ms()))
             {
                 st.dead.push((entry, Reason::Expired));
                 continue;
             }
-            return Some(entry);
+            if let Some(msg) = self.take_message(&mut entry, no_ack) {
+                return Some((entry, msg));
+            }
         }
         None
+    }
+
+    /// The message of an entry that leaves the ready list, read back from
+    /// the log if it was left there. With `no_ack` the entry is about to
+    /// end, and the message is moved out of it; otherwise the entry keeps
+    /// it in memory while unacked (so a requeue need not read it again).
+    /// `None` when the log cannot give it back (an I/O error or damage,
+    /// logged): the message is dropped, since nothing can deliver it.
+    fn take_message(&self, entry: &mut Entry, no_ack: bool) -> Option<Arc<Message>> {
+        match &entry.msg {
+            Held::Memory(m) if !no_ack => return Some(m.clone()),
+            Held::Memory(_) => {}
+            Held::Log { .. } => {
+                let read = match (&self.store, &entry.persisted) {
+                    (Some(store), Some(p)) => store.read_message(p).map_err(|e| e.to_string()),
+                    _ => Err("no log holds it".to_string()),
+                };
+                return match read {
+                    Ok(m) => {
+                        if !no_ack {
+                            entry.msg = Held::Memory(m.clone());
+                        }
+                        Some(m)
+                    }
+                    Err(e) => {
+                        tracing::error!(queue = %self.name, error = %e, "cannot read a queued message back from the log; dropped");
+                        self.discard([&*entry]);
+                        None
+                    }
+                };
+            }
+        }
+        let paged = Held::Log {
+            body_len: 0,
+            priority: 0,
+        };
+        match std::mem::replace(&mut entry.msg, paged) {
+            Held::Memory(m) => Some(m),
+            Held::Log { .. } => None,
+        }
     }
 
     /// A queue with one consumer hands it a run of messages — as many as
@@ -713,12 +827,12 @@ impl Queue {
         let credit = c.credit().min(most) as usize;
         let mut run = std::mem::take(&mut st.run);
         while run.len() < credit && room > 0 {
-            let Some(mut entry) = self.pop_unexpired(st, now) else {
+            let Some((mut entry, msg)) = self.pop_unexpired(st, now, c.no_ack) else {
                 break;
             };
             self.hand_over(&mut entry, c.no_ack);
-            room = room.saturating_sub(entry.msg.wire_size());
-            run.push(entry);
+            room = room.saturating_sub(msg.wire_size());
+            run.push((entry, msg));
         }
         if !run.is_empty() {
             c.channel.deliver_run(&c, &mut run);
@@ -774,8 +888,11 @@ impl Queue {
                     delivered = true;
                     break;
                 }
+                let Some(msg) = self.take_message(&mut entry, c.no_ack) else {
+                    continue;
+                };
                 self.hand_over(&mut entry, c.no_ack);
-                c.channel.deliver(c, entry);
+                c.channel.deliver(c, entry, msg);
                 self.release_publishers(st);
                 st.next_consumer = (i + 1) % n;
                 delivered = true;
@@ -888,18 +1005,20 @@ impl Queue {
                     st.dead.push((entry, Reason::Expired));
                     continue;
                 }
+                let Some(mut msg) = self.take_message(&mut entry, no_ack) else {
+                    continue;
+                };
                 self.hand_over(&mut entry, no_ack);
                 if self.args.kind == QueueKind::Quorum && entry.returns == 0 {
                     // RabbitMQ's quorum queues count from 0 on basic.get
                     // (consumers see the header only on redeliveries).
-                    entry.msg = dead_letter::with_header(
-                        &entry.msg,
-                        "x-delivery-count",
-                        FieldValue::I64(0),
-                    );
+                    msg = dead_letter::with_header(&msg, "x-delivery-count", FieldValue::I64(0));
+                    if !no_ack {
+                        entry.msg = Held::Memory(msg.clone());
+                    }
                 }
                 let remaining = u32::try_from(st.len()).unwrap_or(u32::MAX);
-                channel.get_ok(&me, entry, no_ack, remaining);
+                channel.get_ok(&me, entry, msg, no_ack, remaining);
                 found = true;
                 break;
             }
@@ -962,7 +1081,10 @@ impl Queue {
                         continue;
                     }
                     let count = FieldValue::I64(i64::from(e.returns));
-                    e.msg = dead_letter::with_header(&e.msg, "x-delivery-count", count);
+                    if let Held::Memory(m) = &e.msg {
+                        e.msg =
+                            Held::Memory(dead_letter::with_header(m, "x-delivery-count", count));
+                    }
                     if let (Some(store), Some(p)) = (&self.store, e.persisted.as_mut()) {
                         store.returned(p, e.returns);
                     }
@@ -1082,25 +1204,31 @@ impl Queue {
         st.next_seq += 1;
         let redelivered = persisted.marker.is_some();
         let returns = persisted.returns;
-        let msg = if self.args.kind == QueueKind::Quorum && returns > 0 {
-            let count = FieldValue::I64(i64::from(returns));
-            dead_letter::with_header(&msg, "x-delivery-count", count)
-        } else {
-            msg
+        let mut entry = Entry {
+            msg: Held::Memory(msg),
+            seq,
+            redelivered,
+            persisted: Some(persisted),
+            expires_at,
+            returns,
+            group: 0,
         };
+        if self.args.kind == QueueKind::Quorum && returns > 0 {
+            // Kept in memory: its delivery count is a header the log lacks.
+            let count = FieldValue::I64(i64::from(returns));
+            if let Held::Memory(m) = &entry.msg {
+                entry.msg = Held::Memory(dead_letter::with_header(m, "x-delivery-count", count));
+            }
+        } else {
+            self.page_if_behind(&st, &mut entry);
+        }
+        if let Held::Memory(m) = &entry.msg {
+            // What recovery read is a slice of a whole segment: a message
+            // that stays must not hold on to that.
+            entry.msg = Held::Memory(Arc::new(m.detached()));
+        }
         // (A FIFO queue files it under its group.)
-        st.push_ready(
-            Entry {
-                msg,
-                seq,
-                redelivered,
-                persisted: Some(persisted),
-                expires_at,
-                returns,
-                group: 0,
-            },
-            None,
-        );
+        st.push_ready(entry, None);
     }
 
     pub fn message_count(&self) -> u32 {
@@ -1173,18 +1301,22 @@ impl Queue {
             return;
         };
         let mut scratch = RouteScratch::default();
-        for (entry, reason) in dead {
+        for (mut entry, reason) in dead {
+            // (Moved out: the entry ends here, discarded below.)
+            let Some(original) = self.take_message(&mut entry, true) else {
+                continue;
+            };
             let key = self
                 .args
                 .dead_letter_routing_key
                 .clone()
-                .unwrap_or_else(|| entry.msg.routing_key.clone());
+                .unwrap_or_else(|| original.routing_key.clone());
             let msg =
-                dead_letter::dead_lettered(&entry.msg, reason, &self.name, &exchange.name, &key);
+                dead_letter::dead_lettered(&original, reason, &self.name, &exchange.name, &key);
             // Every key the message was published with (or the queue's
             // dead-letter key), each matching queue once.
             scratch.queues.clear();
-            for key in self.dead_letter_keys(&entry.msg) {
+            for key in self.dead_letter_keys(&original) {
                 vhost.route(
                     &exchange,
                     &key,

@@ -27,13 +27,13 @@ impl Ready {
 
     fn add_bytes(&mut self, e: &Entry) {
         if let Some(b) = &mut self.bytes {
-            *b += e.msg.body.len() as u64;
+            *b += e.body_len();
         }
     }
 
     fn remove_bytes(&mut self, e: &Entry) {
         if let Some(b) = &mut self.bytes {
-            *b -= e.msg.body.len() as u64;
+            *b -= e.body_len();
         }
     }
 
@@ -41,7 +41,7 @@ impl Ready {
         if self.levels.len() == 1 {
             return 0;
         }
-        let p = usize::from(e.msg.properties.priority().unwrap_or(0));
+        let p = usize::from(e.priority());
         p.min(self.levels.len() - 1)
     }
 
@@ -100,7 +100,7 @@ impl Ready {
                 if let Some(e) = l.pop_front() {
                     self.len -= 1;
                     if let Some(b) = &mut self.bytes {
-                        *b -= e.msg.body.len() as u64;
+                        *b -= e.body_len();
                     }
                     out.push(e);
                 }

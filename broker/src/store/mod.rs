@@ -23,6 +23,17 @@ use warren_persistence::{
 };
 
 use crate::core::link::ChannelLink;
+use crate::core::message::Message;
+use records::{Malformed, MessageContent};
+
+/// Why a message could not be read back from the log.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Malformed(#[from] Malformed),
+}
 
 /// Where and how durable state is kept.
 #[derive(Debug, Clone)]
@@ -32,6 +43,11 @@ pub struct StorageConfig {
     pub fsync: FsyncPolicy,
     /// Size at which the log starts a new segment file.
     pub segment_size: u64,
+    /// Ready messages a durable queue keeps in memory with their bodies;
+    /// persistent messages beyond them stay in the log, the queue holding
+    /// only their positions, and are read back when delivered. (Only with
+    /// a data directory: in memory there is nothing to leave them in.)
+    pub queue_in_memory: usize,
 }
 
 impl Default for StorageConfig {
@@ -40,6 +56,7 @@ impl Default for StorageConfig {
             data_dir: None,
             fsync: FsyncPolicy::Always,
             segment_size: 64 * 1024 * 1024,
+            queue_in_memory: 2048,
         }
     }
 }
@@ -99,6 +116,8 @@ impl Waiters {
 
 pub struct Persistence {
     log: Arc<dyn Store>,
+    /// [`StorageConfig::queue_in_memory`], `None` without a data directory.
+    queue_in_memory: Option<usize>,
     waiters: Arc<Waiters>,
     /// Highest id appended so far.
     appended: AtomicU64,
@@ -143,6 +162,7 @@ impl Persistence {
         Ok((
             Arc::new(Persistence {
                 log,
+                queue_in_memory: config.data_dir.is_some().then_some(config.queue_in_memory),
                 waiters,
                 appended: AtomicU64::new(appended),
                 forgets: Mutex::new(VecDeque::new()),
@@ -234,6 +254,22 @@ impl Persistence {
         }
         // The watermark may have moved before we were listed.
         channel.release_durable(self.durable());
+    }
+
+    /// How many ready messages a durable queue keeps in memory (`None`:
+    /// all of them).
+    pub fn queue_in_memory(&self) -> Option<usize> {
+        self.queue_in_memory
+    }
+
+    /// Reads a queued message back from its record (a queue left it in
+    /// the log): the shared body of a fan-out, or the queue's own record.
+    pub fn read_message(&self, p: &Persisted) -> Result<Arc<Message>, ReadError> {
+        let content = match &p.body {
+            Some(body) => MessageContent::decode_body(&self.log.read(body.record)?)?,
+            None => MessageContent::decode_message(&self.log.read(p.record)?)?.1,
+        };
+        Ok(Arc::new(content.into_message()?))
     }
 
     /// A message left its queue for good (acked, dropped, purged).

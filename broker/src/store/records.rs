@@ -3,7 +3,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use warren_persistence::RecordId;
-use warren_protocol::{FieldTable, ShortStr};
+use warren_protocol::{FieldTable, ShortStr, WireProperties};
+
+use crate::core::message::Message;
 
 pub const TOMBSTONE: u8 = 0;
 /// A durable exchange.
@@ -225,6 +227,18 @@ impl BindingRecord {
 }
 
 impl MessageContent {
+    /// The message this content was written from.
+    pub fn into_message(self) -> Result<Message, Malformed> {
+        let properties =
+            WireProperties::decode(self.raw_properties).map_err(|_| Malformed("properties"))?;
+        Ok(Message {
+            exchange: self.exchange,
+            routing_key: self.routing_key,
+            properties: properties.into(),
+            body: self.body,
+        })
+    }
+
     fn write(&self, w: &mut Writer) {
         w.short(&self.exchange)
             .short(&self.routing_key)

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use warren_persistence::{Record, RecordId};
-use warren_protocol::{ShortStr, WireProperties};
+use warren_protocol::ShortStr;
 
 use super::records::{self, BindingRecord, ExchangeRecord, MessageContent, QueueRecord};
 use super::{Persisted, Persistence, SharedBody};
@@ -26,13 +26,7 @@ pub struct Recovered {
 }
 
 fn message(content: MessageContent) -> Option<Arc<Message>> {
-    let properties = WireProperties::decode(content.raw_properties).ok()?;
-    Some(Arc::new(Message {
-        exchange: content.exchange,
-        routing_key: content.routing_key,
-        properties: properties.into(),
-        body: content.body,
-    }))
+    content.into_message().ok().map(Arc::new)
 }
 
 /// Restores exchanges, queues, bindings and queued messages into `vhosts`,

@@ -3,6 +3,7 @@
 
 mod damage;
 mod dead;
+mod paging;
 mod recovery_time;
 mod space;
 
