@@ -50,7 +50,7 @@ fn props(i: u32) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(ShortString::from("n"), AMQPValue::LongUInt(i));
     BasicProperties::default()
-        .with_delivery_mode(if i % 5 == 0 { 1 } else { 2 })
+        .with_delivery_mode(if i.is_multiple_of(5) { 1 } else { 2 })
         .with_message_id(format!("m{i}").into())
         .with_content_type("text/plain".into())
         .with_headers(headers)
@@ -166,7 +166,9 @@ async fn a_backlog_comes_back_from_the_log_in_order_with_and_without_acks() {
     assert_eq!(later, (30..60).collect::<Vec<_>>());
     // Every persistent message behind the first IN_MEMORY was read back
     // (the transient ones stayed in memory).
-    let paged = (IN_MEMORY as u32..60).filter(|i| i % 5 != 0).count() as u64;
+    let paged = (IN_MEMORY as u32..60)
+        .filter(|i| !i.is_multiple_of(5))
+        .count() as u64;
     assert_eq!(reads(&broker), paged);
     assert_eq!(message_count(&ch, "backlog").await, 0);
     close(broker, conn).await;
@@ -189,7 +191,7 @@ async fn a_backlog_recovered_at_start_stays_in_the_log_until_delivered() {
 
     let (broker, conn, ch) = open(&dir).await;
     // Transient messages are gone; persistent ones come back in order.
-    let persistent: Vec<u32> = (0..40).filter(|i| i % 5 != 0).collect();
+    let persistent: Vec<u32> = (0..40u32).filter(|i| !i.is_multiple_of(5)).collect();
     assert_eq!(message_count(&ch, "kept").await, persistent.len() as u32);
     assert_eq!(reads(&broker), 0);
     let got = consume(&ch, "kept", persistent.len(), false).await;
@@ -375,7 +377,7 @@ async fn fan_out_copies_share_one_body_in_the_log() {
     close(broker, conn).await;
     // The right copies outlive the left ones' acks, across a restart.
     let (broker, conn, ch) = open(&dir).await;
-    let persistent: Vec<u32> = (0..30).filter(|i| i % 5 != 0).collect();
+    let persistent: Vec<u32> = (0..30u32).filter(|i| !i.is_multiple_of(5)).collect();
     assert_eq!(message_count(&ch, "left").await, 0);
     assert_eq!(
         consume(&ch, "right", persistent.len(), false).await,
