@@ -60,9 +60,9 @@ impl Broker {
     /// it opens (and locks) the data directory and restores what was there.
     pub fn open(config: BrokerConfig) -> Result<Broker, StoreError> {
         let started = std::time::Instant::now();
-        let (store, records) = Persistence::open(&config.storage)?;
+        let store = Persistence::open(&config.storage)?;
         let broker = Broker::build(config, Some(store.clone()));
-        let found = recovery::restore(records, &store, &broker.shared.vhosts);
+        let found = recovery::restore(&store, &broker.shared.vhosts)?;
         tracing::info!(
             exchanges = found.exchanges,
             queues = found.queues,

@@ -330,6 +330,10 @@ impl Store for FileLog {
         Ok(Bytes::from(buf).slice(FRAME_HEADER..len))
     }
 
+    fn live_records(&self) -> Recovered {
+        Recovered::from_file(self.shared.clone())
+    }
+
     fn mark_dead(&self, id: RecordId) -> Result<()> {
         let kick = {
             let mut idx = lock(&self.shared.index);

@@ -168,6 +168,19 @@ impl Store for MemoryStore {
             .ok_or(StoreError::NotFound(id))
     }
 
+    fn live_records(&self) -> Recovered {
+        let live = lock(&self.state)
+            .records
+            .iter()
+            .map(|(&id, (kind, payload))| Record {
+                id: RecordId(id),
+                kind: *kind,
+                payload: payload.clone(),
+            })
+            .collect();
+        Recovered::from_records(live)
+    }
+
     fn mark_dead(&self, id: RecordId) -> Result<()> {
         let mut s = lock(&self.state);
         if id.0 == 0 || id.0 >= s.next_id {

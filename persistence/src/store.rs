@@ -4,6 +4,7 @@ use bytes::Bytes;
 
 use crate::error::Result;
 use crate::record::{IdRange, NewRecord, RecordId};
+use crate::recovered::Recovered;
 
 /// A durable log of opaque records.
 ///
@@ -28,6 +29,12 @@ pub trait Store: Send + Sync {
     /// The payload of a live record (blocks until it has been written if it
     /// was appended a moment ago).
     fn read(&self, id: RecordId) -> Result<Bytes>;
+
+    /// The records live now, in id order, read as lazily as on open: a
+    /// caller that needs two passes over what it recovered (the first for
+    /// facts recorded after what they describe) makes the second with this
+    /// instead of holding every record in memory.
+    fn live_records(&self) -> Recovered;
 
     /// Declares a record dead so its space can be reclaimed. Not logged:
     /// unless its space is reclaimed before a crash, the record comes back

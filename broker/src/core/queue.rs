@@ -1231,6 +1231,11 @@ impl Queue {
         st.push_ready(entry, None);
     }
 
+    /// Makes room for `n` more ready messages (recovery knows how many).
+    pub fn reserve(&self, n: usize) {
+        self.state.lock().ready.reserve(n);
+    }
+
     pub fn message_count(&self) -> u32 {
         u32::try_from(self.state.lock().len()).unwrap_or(u32::MAX)
     }

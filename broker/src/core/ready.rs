@@ -59,6 +59,12 @@ impl Ready {
         self.bytes.unwrap_or(0)
     }
 
+    /// Makes room for `n` more messages at priority 0 (where messages
+    /// without a priority go).
+    pub fn reserve(&mut self, n: usize) {
+        self.levels[0].reserve(n);
+    }
+
     pub fn push_back(&mut self, e: Entry) {
         let l = self.level_of(&e);
         self.len += 1;

@@ -137,38 +137,36 @@ impl std::fmt::Debug for Persistence {
 }
 
 impl Persistence {
-    /// Opens the log (file or memory) and returns what it recovered.
-    pub fn open(
-        config: &StorageConfig,
-    ) -> Result<(Arc<Persistence>, Vec<warren_persistence::Record>), StoreError> {
+    /// Opens the log (file or memory); [`recovery::restore`] then puts
+    /// back what it holds.
+    pub fn open(config: &StorageConfig) -> Result<Arc<Persistence>, StoreError> {
         let waiters = Arc::new(Waiters::default());
         let w = waiters.clone();
         let store_config = StoreConfig::default()
             .with_fsync(config.fsync)
             .with_segment_size(config.segment_size)
             .on_durable(move |lsn| w.on_durable(lsn));
-        let (log, recovered): (Arc<dyn Store>, Vec<_>) = match &config.data_dir {
-            Some(dir) => {
-                let (log, recovered) = FileLog::open(dir, store_config)?;
-                let records = recovered.collect::<Result<Vec<_>, _>>()?;
-                (Arc::new(log), records)
-            }
-            None => (Arc::new(MemoryStore::new(store_config)), Vec::new()),
+        // (Recovery reads the records when it restores them.)
+        let log: Arc<dyn Store> = match &config.data_dir {
+            Some(dir) => Arc::new(FileLog::open(dir, store_config)?.0),
+            None => Arc::new(MemoryStore::new(store_config)),
         };
         let appended = log.stats().durable_lsn;
         waiters
             .durable
             .fetch_max(log.durable_lsn(), Ordering::SeqCst);
-        Ok((
-            Arc::new(Persistence {
-                log,
-                queue_in_memory: config.data_dir.is_some().then_some(config.queue_in_memory),
-                waiters,
-                appended: AtomicU64::new(appended),
-                forgets: Mutex::new(VecDeque::new()),
-            }),
-            recovered,
-        ))
+        Ok(Arc::new(Persistence {
+            log,
+            queue_in_memory: config.data_dir.is_some().then_some(config.queue_in_memory),
+            waiters,
+            appended: AtomicU64::new(appended),
+            forgets: Mutex::new(VecDeque::new()),
+        }))
+    }
+
+    /// The records live now, in log order, read one segment at a time.
+    pub fn live_records(&self) -> warren_persistence::Recovered {
+        self.log.live_records()
     }
 
     fn note(&self, id: RecordId) -> RecordId {

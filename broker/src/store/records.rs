@@ -280,6 +280,11 @@ impl MessageContent {
         self.write(&mut w);
         w.finish()
     }
+    /// The queue record a [`MESSAGE`] record names, without decoding the rest.
+    pub fn message_queue(b: &Bytes) -> Result<RecordId, Malformed> {
+        Ok(RecordId(Reader::new(b, "message").u64()?))
+    }
+
     pub fn decode_message(b: &Bytes) -> Result<(RecordId, MessageContent), Malformed> {
         let mut r = Reader::new(b, "message");
         let queue = RecordId(r.u64()?);

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use warren_persistence::{Record, RecordId};
+use warren_persistence::{RecordId, StoreError};
 use warren_protocol::ShortStr;
 
 use super::records::{self, BindingRecord, ExchangeRecord, MessageContent, QueueRecord};
@@ -31,11 +31,14 @@ fn message(content: MessageContent) -> Option<Arc<Message>> {
 
 /// Restores exchanges, queues, bindings and queued messages into `vhosts`,
 /// in log order, so every queue gets its messages back in publish order.
+///
+/// Two passes over the log, each reading one segment at a time, so that a
+/// backlog is never in memory as records: the first gathers what is
+/// recorded after what it describes, the second restores.
 pub fn restore(
-    records: Vec<Record>,
     store: &Arc<Persistence>,
     vhosts: &HashMap<String, Arc<VHost>>,
-) -> Recovered {
+) -> Result<Recovered, StoreError> {
     let mut out = Recovered::default();
     // Delivery markers and fan-out reference counts come after what they
     // describe; gather them first.
@@ -43,8 +46,18 @@ pub fn restore(
     // are freed.
     let mut markers: HashMap<u64, (RecordId, u32)> = HashMap::new();
     let mut body_refs: HashMap<u64, usize> = HashMap::new();
-    for r in &records {
+    // Messages per queue record, so each queue's list is allocated once:
+    // grown by doubling, a long backlog would leave the heap holding every
+    // smaller list it outgrew.
+    let mut per_queue: HashMap<u64, usize> = HashMap::new();
+    for r in store.live_records() {
+        let r = r?;
         match r.kind {
+            records::MESSAGE => {
+                if let Ok(queue) = MessageContent::message_queue(&r.payload) {
+                    *per_queue.entry(queue.0).or_default() += 1;
+                }
+            }
             records::DELIVERED => {
                 if let Ok((target, returns)) = records::decode_delivered(&r.payload) {
                     if let Some((old, _)) = markers.insert(target.0, (r.id, returns)) {
@@ -53,8 +66,9 @@ pub fn restore(
                 }
             }
             records::ENTRY => {
-                if let Ok((_, body)) = records::decode_entry(r.id, &r.payload) {
+                if let Ok((queue, body)) = records::decode_entry(r.id, &r.payload) {
                     *body_refs.entry(body.0).or_default() += 1;
+                    *per_queue.entry(queue.0).or_default() += 1;
                 }
             }
             _ => {}
@@ -64,7 +78,16 @@ pub fn restore(
     let mut queues: HashMap<u64, Arc<Queue>> = HashMap::new();
     let mut bodies: HashMap<u64, (Arc<Message>, Arc<SharedBody>)> = HashMap::new();
 
-    for r in records {
+    for r in store.live_records() {
+        let mut r = r?;
+        if matches!(
+            r.kind,
+            records::EXCHANGE | records::QUEUE | records::BINDING
+        ) {
+            // Names and arguments decoded from the payload live as long as
+            // what they name: they must not hold a whole segment's buffer.
+            r.payload = bytes::Bytes::copy_from_slice(&r.payload);
+        }
         let ok = match r.kind {
             records::EXCHANGE => ExchangeRecord::decode(&r.payload).ok().and_then(|x| {
                 let vhost = vhost_of(&x.vhost)?;
@@ -89,6 +112,7 @@ pub fn restore(
                     arguments: q.arguments,
                 };
                 let queue = vhost.restore_queue(q.name, opts, r.id);
+                queue.reserve(per_queue.get(&r.id.0).copied().unwrap_or(0));
                 queues.insert(r.id.0, queue);
                 out.queues += 1;
                 Some(())
@@ -192,7 +216,7 @@ pub fn restore(
     for (id, _) in bodies.iter().filter(|(id, _)| !body_refs.contains_key(id)) {
         store.tombstone(RecordId(*id));
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -206,7 +230,7 @@ mod tests {
     use super::*;
     use crate::store::StorageConfig;
 
-    fn open(dir: &std::path::Path) -> (Arc<Persistence>, Vec<Record>) {
+    fn open(dir: &std::path::Path) -> Arc<Persistence> {
         let config = StorageConfig {
             data_dir: Some(dir.to_path_buf()),
             ..StorageConfig::default()
@@ -231,7 +255,7 @@ mod tests {
     fn an_orphaned_fan_out_copy_does_not_pin_its_body() {
         let dir = std::env::temp_dir().join(format!("warren-recovery-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (store, _) = open(&dir);
+        let store = open(&dir);
         let qa = store.append(records::QUEUE, queue("qa")).unwrap();
         let qb = store.append(records::QUEUE, queue("qb")).unwrap();
         let mut props = BytesMut::new();
@@ -253,10 +277,10 @@ mod tests {
         store.close();
         drop(store);
 
-        let (store, recovered) = open(&dir);
+        let store = open(&dir);
         let vhosts: HashMap<String, Arc<VHost>> =
             [("/".to_string(), VHost::new("/", Some(store.clone())))].into();
-        let found = restore(recovered, &store, &vhosts);
+        let found = restore(&store, &vhosts).unwrap();
         assert_eq!((found.queues, found.messages, found.dropped), (1, 1, 1));
         let vhost = &vhosts["/"];
         assert!(vhost.find_queue(&ShortStr::from_static("qa")).is_none());
@@ -266,8 +290,7 @@ mod tests {
         assert_eq!(store.stats().live_records, 1, "{:?}", store.stats());
         store.close();
         drop(store);
-        let (_, recovered) = open(&dir);
-        assert_eq!(recovered.len(), 1);
+        assert_eq!(open(&dir).live_records().count(), 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
