@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{mpsc, watch};
 
+use crate::alarm::MemoryAlarm;
 use crate::config::BrokerConfig;
 use crate::core::link::ConnectionId;
 use crate::core::vhost::VHost;
@@ -30,6 +31,7 @@ pub(crate) struct BrokerShared {
     task_guard: Mutex<Option<mpsc::Sender<()>>>,
     tasks_done: tokio::sync::Mutex<mpsc::Receiver<()>>,
     pub store: Option<Arc<Persistence>>,
+    pub alarm: Arc<MemoryAlarm>,
 }
 
 impl BrokerShared {
@@ -83,6 +85,7 @@ impl Broker {
             .collect();
         let (guard, done) = mpsc::channel(1);
         let shared = BrokerShared {
+            alarm: MemoryAlarm::new(config.limits.memory_limit),
             config,
             vhosts,
             next_connection: AtomicU64::new(1),
@@ -114,6 +117,23 @@ impl Broker {
     /// written, live and on-disk bytes…); `None` for [`Broker::new`].
     pub fn storage_stats(&self) -> Option<warren_persistence::StoreStats> {
         self.shared.store.as_ref().map(|s| s.stats())
+    }
+
+    /// Changes the memory limit (bytes; `None` lifts it), as
+    /// `rabbitmqctl set_vm_memory_high_watermark` does.
+    pub fn set_memory_limit(&self, limit: Option<u64>) {
+        self.shared.alarm.set_limit(limit);
+    }
+
+    /// Whether the memory alarm is on: the resident set is above the limit
+    /// and publishers are held back.
+    pub fn memory_alarm(&self) -> bool {
+        self.shared.alarm.is_on()
+    }
+
+    /// The memory alarm's state, to wait for it to change.
+    pub fn watch_memory_alarm(&self) -> watch::Receiver<bool> {
+        self.shared.alarm.subscribe()
     }
 
     /// Closes every connection with 320 CONNECTION_FORCED, stops the

@@ -25,6 +25,9 @@ pub struct LimitsConfig {
     /// Bytes queued for one connection's socket above which the broker stops
     /// delivering to it until the client reads (backpressure).
     pub outbox_high_water: usize,
+    /// Resident memory, in bytes, above which publishers are blocked (the
+    /// memory alarm, RabbitMQ's high watermark). `None`: no limit.
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for LimitsConfig {
@@ -36,6 +39,7 @@ impl Default for LimitsConfig {
             max_message_size: 128 * 1024 * 1024,
             max_connections: 65_536,
             outbox_high_water: 4 * 1024 * 1024,
+            memory_limit: None,
         }
     }
 }

@@ -44,6 +44,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+mod alarm;
 mod broker;
 mod config;
 mod core;
@@ -52,6 +53,7 @@ mod error;
 mod server;
 mod store;
 
+pub use alarm::parse_memory_limit;
 pub use broker::Broker;
 pub use config::{BrokerConfig, LimitsConfig, UserConfig};
 pub use error::AmqpError;

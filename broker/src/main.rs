@@ -45,6 +45,11 @@ struct Args {
     /// Most simultaneous connections.
     #[arg(long, env = "WARREN_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Resident memory above which publishers are blocked: bytes (512MiB,
+    /// 2GB...), a fraction of the machine's memory (default 0.4, as
+    /// RabbitMQ's high watermark), or none.
+    #[arg(long, env = "WARREN_MEMORY_LIMIT")]
+    memory_limit: Option<String>,
 }
 
 /// The config file: every field optional.
@@ -60,6 +65,7 @@ struct FileConfig {
     channel_max: Option<u16>,
     max_message_size: Option<u64>,
     max_connections: Option<usize>,
+    memory_limit: Option<String>,
     users: Option<Vec<FileUser>>,
     vhosts: Option<Vec<String>>,
 }
@@ -116,6 +122,17 @@ fn main() -> ExitCode {
     }
     if let Some(v) = args.max_connections.or(file.max_connections) {
         limits.max_connections = v;
+    }
+    let memory_limit = args
+        .memory_limit
+        .or(file.memory_limit)
+        .unwrap_or_else(|| "0.4".into());
+    match warren::parse_memory_limit(&memory_limit) {
+        Ok(limit) => limits.memory_limit = limit,
+        Err(e) => {
+            eprintln!("warren: --memory-limit: {e}");
+            return ExitCode::from(2);
+        }
     }
     if let Some(users) = file.users {
         config.users = users

@@ -21,6 +21,7 @@ use super::connection::ConnInner;
 use super::consumer::{Confirmation, Consumer, ConsumerShared, Returned};
 use super::router::{Pending, Reply, ReplyTx};
 use super::short;
+use crate::alarm::MemoryAlarm;
 use crate::core::message::{Message, MessageProperties};
 use crate::core::outbox::Outbox;
 use crate::core::queue::Queue;
@@ -102,17 +103,23 @@ const YIELD_EVERY: u32 = 128;
 const FLOW_WAIT: Duration = Duration::from_millis(500);
 
 /// What a publish future does before it gives its result: wait while a
-/// queue it fed is far behind its consumers (flow control), and now and
-/// then yield to the runtime so consumers on the same thread get to run.
+/// queue it fed is far behind its consumers (flow control) or while the
+/// memory alarm is on (as a TCP publisher's connection is blocked), and
+/// now and then yield to the runtime so consumers on the same thread get
+/// to run.
 struct Pacing {
     flow: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     yield_first: bool,
 }
 
 impl Pacing {
-    fn new(congested: Vec<Arc<Queue>>, yield_first: bool) -> Pacing {
-        let flow = (!congested.is_empty()).then(|| {
+    fn new(congested: Vec<Arc<Queue>>, alarm: &Arc<MemoryAlarm>, yield_first: bool) -> Pacing {
+        let alarm = alarm.is_on().then(|| alarm.clone());
+        let flow = (!congested.is_empty() || alarm.is_some()).then(|| {
             Box::pin(async move {
+                if let Some(alarm) = alarm {
+                    alarm.cleared().await;
+                }
                 for q in congested {
                     q.wait_uncongested(FLOW_WAIT).await;
                 }
@@ -594,7 +601,11 @@ impl Channel {
         let n = self.inner.publishes.fetch_add(1, Ordering::Relaxed);
         Publish {
             result: Some(result),
-            pacing: Pacing::new(congested, n % YIELD_EVERY == YIELD_EVERY - 1),
+            pacing: Pacing::new(
+                congested,
+                &self.inner.conn.alarm,
+                n % YIELD_EVERY == YIELD_EVERY - 1,
+            ),
         }
     }
 
@@ -707,6 +718,7 @@ impl Channel {
             result: Some(result),
             pacing: Pacing::new(
                 congested,
+                &self.inner.conn.alarm,
                 before / YIELD_EVERY != before.wrapping_add(published) / YIELD_EVERY,
             ),
         }

@@ -1,6 +1,7 @@
 //! An in-process connection: the core `Session` behind a lock, and the
 //! routes the router task uses to hand back what the core sends.
 
+use crate::alarm::MemoryAlarm;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ pub(crate) struct ConnInner {
     pub link: Arc<ConnectionLink>,
     pub routes: Arc<Mutex<Routes>>,
     channel_max: u16,
+    /// The broker's memory alarm: publishers wait while it is on.
+    pub alarm: Arc<MemoryAlarm>,
 }
 
 impl ConnInner {
@@ -198,6 +201,7 @@ impl Broker {
             link: link.clone(),
             routes: routes.clone(),
             channel_max: limits.channel_max,
+            alarm: self.shared.alarm.clone(),
         });
         let shutdown = self.shared.shutdown.subscribe();
         tokio::spawn(router::run(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use warren_protocol::{decode_frame, ConnectionClose, Method, ShortStr};
+use warren_protocol::{decode_frame, ConnectionBlocked, ConnectionClose, Frame, Method, ShortStr};
 
 use super::handshake::{self, HandshakeError};
 use super::writer;
@@ -80,13 +80,23 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
 
     let ending = loop {
         // Handle every complete frame already read before reading again.
+        let mut published = false;
         let step = loop {
             match decode_frame(&mut buf, negotiated.frame_max) {
-                Ok(Some(frame)) => match session.handle_frame(frame) {
-                    Ok(SessionStatus::Running) => continue,
-                    Ok(_) => break Some(Ending::ClientClosed),
-                    Err(e) => break Some(Ending::Error(e)),
-                },
+                Ok(Some(frame)) => {
+                    published |= matches!(
+                        frame,
+                        Frame::Method {
+                            method: Method::BasicPublish(_),
+                            ..
+                        }
+                    );
+                    match session.handle_frame(frame) {
+                        Ok(SessionStatus::Running) => continue,
+                        Ok(_) => break Some(Ending::ClientClosed),
+                        Err(e) => break Some(Ending::Error(e)),
+                    }
+                }
                 Ok(None) => break None,
                 Err(e) => break Some(Ending::Error(AmqpError::new(e.reply_code(), e.to_string()))),
             }
@@ -98,6 +108,11 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
         // Flow control: stop reading while a queue we fed is far behind.
         for queue in std::mem::take(&mut session.ctx.congested) {
             queue.wait_uncongested(FLOW_WAIT).await;
+        }
+        // The memory alarm: a connection that publishes is not read from
+        // until memory is back under the limit (consumers go on).
+        if published && shared.alarm.is_on() {
+            blocked(&shared, &link, negotiated.blocked_notify, &mut shutdown).await;
         }
         if *shutdown.borrow() {
             break Ending::Error(AmqpError::new(
@@ -164,6 +179,32 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
     tracing::info!(%peer, "connection closed");
 }
 
+/// Waits out the memory alarm (or shutdown), telling the client with
+/// connection.blocked / unblocked when it asked to be told.
+async fn blocked(
+    shared: &BrokerShared,
+    link: &ConnectionLink,
+    notify: bool,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    if notify {
+        link.outbox.push(Outbound::method(
+            0,
+            Method::ConnectionBlocked(ConnectionBlocked {
+                reason: ShortStr::from_static("low on memory"),
+            }),
+        ));
+    }
+    tokio::select! {
+        _ = shared.alarm.cleared() => {}
+        _ = shutdown.wait_for(|down| *down) => {}
+    }
+    if notify {
+        link.outbox
+            .push(Outbound::method(0, Method::ConnectionUnblocked));
+    }
+}
+
 enum Ending {
     ClientClosed,
     Gone,
@@ -178,7 +219,7 @@ async fn await_close_ok(
     loop {
         loop {
             match decode_frame(buf, frame_max) {
-                Ok(Some(warren_protocol::Frame::Method {
+                Ok(Some(Frame::Method {
                     method: Method::ConnectionCloseOk | Method::ConnectionClose(_),
                     ..
                 })) => return,

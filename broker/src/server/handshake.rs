@@ -20,6 +20,8 @@ pub struct Negotiated {
     pub frame_max: u32,
     pub heartbeat: Option<Duration>,
     pub consumer_cancel_notify: bool,
+    /// The client understands connection.blocked and connection.unblocked.
+    pub blocked_notify: bool,
     pub user: String,
 }
 
@@ -49,6 +51,7 @@ fn server_properties() -> FieldTable {
         "exchange_exchange_bindings",
         "basic.nack",
         "consumer_cancel_notify",
+        "connection.blocked",
         "consumer_priorities",
         "authentication_failure_close",
         "per_consumer_qos",
@@ -210,6 +213,7 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let consumer_cancel_notify = cap("consumer_cancel_notify");
+    let blocked_notify = cap("connection.blocked");
 
     let heartbeat_secs = u16::try_from(limits.heartbeat.as_secs()).unwrap_or(u16::MAX);
     send(
@@ -272,6 +276,7 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
         frame_max,
         heartbeat,
         consumer_cancel_notify,
+        blocked_notify,
         user,
     })
 }

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod batch;
+mod memory;
 mod scenarios;
 
 use bytes::Bytes;
