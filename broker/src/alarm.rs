@@ -14,12 +14,17 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::store::Persistence;
+
 /// How often the resident set is read.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 pub struct MemoryAlarm {
     /// Bytes; 0 means no limit.
     limit: AtomicU64,
+    /// Share of the limit above which transient messages are paged out.
+    paging_ratio: f64,
+    store: Option<Arc<Persistence>>,
     on: watch::Sender<bool>,
     /// Mirrors `on` for publishers, which read it on every publish: a
     /// plain load, where the watch channel would take a lock.
@@ -32,9 +37,17 @@ impl MemoryAlarm {
     /// An alarm for `limit` (bytes; `None`: no limit, until
     /// [`MemoryAlarm::set_limit`]). Memory is watched once there is a
     /// limit, by a thread that ends with the alarm.
-    pub fn new(limit: Option<u64>) -> Arc<MemoryAlarm> {
+    /// Above `paging_ratio` of the limit, `store` is told to page
+    /// transient messages out.
+    pub fn new(
+        limit: Option<u64>,
+        paging_ratio: f64,
+        store: Option<Arc<Persistence>>,
+    ) -> Arc<MemoryAlarm> {
         let alarm = Arc::new_cyclic(|me| MemoryAlarm {
             limit: AtomicU64::new(0),
+            paging_ratio,
+            store,
             on: watch::Sender::new(false),
             on_now: AtomicBool::new(false),
             watching: AtomicBool::new(false),
@@ -48,6 +61,8 @@ impl MemoryAlarm {
     /// within a sampling interval.
     pub fn set_limit(&self, limit: Option<u64>) {
         self.limit.store(limit.unwrap_or(0), Ordering::Relaxed);
+        // At once, so a broker is in the right state from the start.
+        self.update(resident_bytes().unwrap_or(0));
         if limit.is_some() && !self.watching.swap(true, Ordering::Relaxed) {
             let weak = self.me.clone();
             let spawned = std::thread::Builder::new()
@@ -77,6 +92,9 @@ impl MemoryAlarm {
 
     fn update(&self, rss: u64) {
         let limit = self.limit.load(Ordering::Relaxed);
+        if let Some(store) = &self.store {
+            store.set_paging(limit > 0 && rss as f64 > limit as f64 * self.paging_ratio);
+        }
         let on = limit > 0 && rss > limit;
         self.on.send_if_modified(|state| {
             if *state == on {
@@ -187,7 +205,7 @@ mod tests {
 
     #[test]
     fn the_alarm_follows_the_limit() {
-        let alarm = MemoryAlarm::new(None);
+        let alarm = MemoryAlarm::new(None, 0.5, None);
         alarm.update(100);
         assert!(!alarm.is_on());
         alarm.set_limit(Some(50));

@@ -85,7 +85,11 @@ impl Broker {
             .collect();
         let (guard, done) = mpsc::channel(1);
         let shared = BrokerShared {
-            alarm: MemoryAlarm::new(config.limits.memory_limit),
+            alarm: MemoryAlarm::new(
+                config.limits.memory_limit,
+                config.limits.memory_paging_ratio,
+                store.clone(),
+            ),
             config,
             vhosts,
             next_connection: AtomicU64::new(1),

@@ -28,6 +28,10 @@ pub struct LimitsConfig {
     /// Resident memory, in bytes, above which publishers are blocked (the
     /// memory alarm, RabbitMQ's high watermark). `None`: no limit.
     pub memory_limit: Option<u64>,
+    /// Share of `memory_limit` above which queues with a long backlog move
+    /// transient messages to the log (with a data directory), as
+    /// RabbitMQ's `vm_memory_high_watermark_paging_ratio` (0.5).
+    pub memory_paging_ratio: f64,
 }
 
 impl Default for LimitsConfig {
@@ -40,6 +44,7 @@ impl Default for LimitsConfig {
             max_connections: 65_536,
             outbox_high_water: 4 * 1024 * 1024,
             memory_limit: None,
+            memory_paging_ratio: 0.5,
         }
     }
 }

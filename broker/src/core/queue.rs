@@ -20,21 +20,32 @@ use super::queue_args::{Overflow, QueueArgs, QueueKind};
 use super::ready::Ready;
 use super::vhost::VHost;
 use crate::error::{q, AmqpError};
-use crate::store::{records, Persisted, Persistence};
+use crate::store::{records, Persisted, Persistence, ReadError};
+use warren_persistence::RecordId;
 
 /// Where a queued message is. A persistent message of a durable queue
 /// that joins a long backlog is left in the log: the queue keeps its
 /// position ([`Entry::persisted`]) and what routing within the queue needs,
-/// and reads it back when it leaves (design: "Where messages live").
+/// and reads it back when it leaves (design: "Where messages live"). Under
+/// memory pressure a transient message behind a long backlog is written
+/// out to the log ([`records::PAGE`]) the same way.
 #[derive(Debug, Clone)]
 pub enum Held {
     Memory(Arc<Message>),
-    Log { body_len: u32, priority: u8 },
+    Log {
+        body_len: u32,
+        priority: u8,
+    },
+    Page {
+        record: RecordId,
+        body_len: u32,
+        priority: u8,
+    },
 }
 
 impl Held {
-    /// The paged form of `msg`: its body size and priority only.
-    fn paged(msg: &Message) -> Held {
+    /// The form of `msg` left in the log: its body size and priority only.
+    fn logged(msg: &Message) -> Held {
         Held::Log {
             body_len: u32::try_from(msg.body.len()).unwrap_or(u32::MAX),
             priority: msg.properties.priority().unwrap_or(0),
@@ -68,21 +79,21 @@ impl Entry {
     pub fn in_memory(&self) -> Option<&Arc<Message>> {
         match &self.msg {
             Held::Memory(m) => Some(m),
-            Held::Log { .. } => None,
+            Held::Log { .. } | Held::Page { .. } => None,
         }
     }
 
     pub fn body_len(&self) -> u64 {
         match &self.msg {
             Held::Memory(m) => m.body.len() as u64,
-            Held::Log { body_len, .. } => u64::from(*body_len),
+            Held::Log { body_len, .. } | Held::Page { body_len, .. } => u64::from(*body_len),
         }
     }
 
     pub fn priority(&self) -> u8 {
         match &self.msg {
             Held::Memory(m) => m.properties.priority().unwrap_or(0),
-            Held::Log { priority, .. } => *priority,
+            Held::Log { priority, .. } | Held::Page { priority, .. } => *priority,
         }
     }
 }
@@ -262,8 +273,8 @@ pub struct Queue {
     flow: Notify,
     flow_marks: FlowMarks,
     /// Ready messages kept in memory with their bodies; persistent ones
-    /// beyond that stay in the log. `None`: all in memory (a transient
-    /// queue, or a broker without a data directory).
+    /// beyond that stay in the log, and transient ones are written out
+    /// while memory is short. `None`: all in memory (no data directory).
     in_memory: Option<usize>,
     /// Set (under the state lock) by a publisher about to wait on `flow`,
     /// so that dispatch only pays for a wake-up when someone waits.
@@ -307,10 +318,7 @@ impl Queue {
             .then(|| Fifo::new(args.max_length_bytes.is_some(), group_hasher.clone()));
         let dedup = Dedup::new(store.is_some() && record.is_some());
         let flow_marks = FlowMarks::for_args(&args);
-        let in_memory = store
-            .as_ref()
-            .filter(|_| record.is_some())
-            .and_then(|s| s.queue_in_memory());
+        let in_memory = store.as_ref().and_then(|s| s.queue_in_memory());
         let queue = Arc::new_cyclic(|me| Queue {
             name,
             vhost,
@@ -374,6 +382,9 @@ impl Queue {
             for e in entries {
                 if let Some(p) = &e.persisted {
                     store.discard(p);
+                }
+                if let Held::Page { record, .. } = e.msg {
+                    store.forget(record);
                 }
             }
         }
@@ -669,14 +680,31 @@ impl Queue {
     }
 
     /// Leaves a persistent message in the log, keeping only its position,
-    /// when it joins a backlog longer than the queue keeps in memory.
-    /// Only standard queues of a broker with a data directory do: a FIFO
-    /// queue reads its messages' groups when it files and hands them out.
+    /// when it joins a backlog longer than the queue keeps in memory; a
+    /// transient one too, written out, while memory is short. Only standard
+    /// queues of a broker with a data directory do: a FIFO queue reads its
+    /// messages' groups when it files and hands them out.
     fn page_if_behind(&self, st: &State, entry: &mut Entry) {
-        let Some(keep) = self.in_memory else { return };
-        if st.fifo.is_none() && entry.persisted.is_some() && st.ready.len() >= keep {
-            if let Held::Memory(m) = &entry.msg {
-                entry.msg = Held::paged(m);
+        let (Some(keep), Some(store)) = (self.in_memory, &self.store) else {
+            return;
+        };
+        if st.fifo.is_some() || st.ready.len() < keep {
+            return;
+        }
+        let Held::Memory(m) = &entry.msg else { return };
+        if entry.persisted.is_some() {
+            entry.msg = Held::logged(m);
+        } else if store.pages_transient() {
+            match store.page_out(m) {
+                Ok(record) => {
+                    entry.msg = Held::Page {
+                        record,
+                        body_len: u32::try_from(m.body.len()).unwrap_or(u32::MAX),
+                        priority: m.properties.priority().unwrap_or(0),
+                    }
+                }
+                // Kept in memory then.
+                Err(e) => tracing::error!(error = %e, "cannot page a message out to the log"),
             }
         }
     }
@@ -777,36 +805,47 @@ impl Queue {
     /// `None` when the log cannot give it back (an I/O error or damage,
     /// logged): the message is dropped, since nothing can deliver it.
     fn take_message(&self, entry: &mut Entry, no_ack: bool) -> Option<Arc<Message>> {
-        match &entry.msg {
-            Held::Memory(m) if !no_ack => return Some(m.clone()),
-            Held::Memory(_) => {}
-            Held::Log { .. } => {
-                let read = match (&self.store, &entry.persisted) {
-                    (Some(store), Some(p)) => store.read_message(p).map_err(|e| e.to_string()),
-                    _ => Err("no log holds it".to_string()),
+        let read = match (&entry.msg, &self.store) {
+            (Held::Memory(m), _) if !no_ack => return Some(m.clone()),
+            (Held::Memory(_), _) => {
+                // Moved out: the entry ends with the delivery. (What is left
+                // in it is never read.)
+                let left = Held::Log {
+                    body_len: 0,
+                    priority: 0,
                 };
-                return match read {
-                    Ok(m) => {
-                        if !no_ack {
-                            entry.msg = Held::Memory(m.clone());
-                        }
-                        Some(m)
-                    }
-                    Err(e) => {
-                        tracing::error!(queue = %self.name, error = %e, "cannot read a queued message back from the log; dropped");
-                        self.discard([&*entry]);
-                        None
-                    }
+                return match std::mem::replace(&mut entry.msg, left) {
+                    Held::Memory(m) => Some(m),
+                    _ => None,
                 };
             }
-        }
-        let paged = Held::Log {
-            body_len: 0,
-            priority: 0,
+            (Held::Log { .. }, Some(store)) => match &entry.persisted {
+                Some(p) => store.read_message(p),
+                None => Err(ReadError::Missing),
+            },
+            (Held::Page { record, .. }, Some(store)) => {
+                let read = store.read_page(*record);
+                if read.is_ok() {
+                    store.forget(*record);
+                }
+                read
+            }
+            (_, None) => Err(ReadError::Missing),
         };
-        match std::mem::replace(&mut entry.msg, paged) {
-            Held::Memory(m) => Some(m),
-            Held::Log { .. } => None,
+        match read {
+            Ok(m) => {
+                entry.msg = if no_ack {
+                    Held::logged(&m)
+                } else {
+                    Held::Memory(m.clone())
+                };
+                Some(m)
+            }
+            Err(e) => {
+                tracing::error!(queue = %self.name, error = %e, "cannot read a queued message back from the log; dropped");
+                self.discard([&*entry]);
+                None
+            }
         }
     }
 

@@ -366,7 +366,9 @@ impl VHost {
                     .map_err(log_failed)?;
                 (Some(store.clone()), Some(id))
             }
-            _ => (None, None),
+            // (Still given the log: a queue may page transient messages
+            // out to it under memory pressure.)
+            _ => (self.store.clone(), None),
         };
         let queue = Queue::new(
             name.clone(),

@@ -12,7 +12,7 @@ pub mod recovery;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
@@ -29,6 +29,8 @@ use records::{Malformed, MessageContent};
 /// Why a message could not be read back from the log.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
+    #[error("the queue has no record of where it is")]
+    Missing,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -118,6 +120,9 @@ pub struct Persistence {
     log: Arc<dyn Store>,
     /// [`StorageConfig::queue_in_memory`], `None` without a data directory.
     queue_in_memory: Option<usize>,
+    /// Memory is short (set by the memory alarm): queues move transient
+    /// messages behind their first `queue_in_memory` to the log too.
+    paging: AtomicBool,
     waiters: Arc<Waiters>,
     /// Highest id appended so far.
     appended: AtomicU64,
@@ -158,6 +163,7 @@ impl Persistence {
         Ok(Arc::new(Persistence {
             log,
             queue_in_memory: config.data_dir.is_some().then_some(config.queue_in_memory),
+            paging: AtomicBool::new(false),
             waiters,
             appended: AtomicU64::new(appended),
             forgets: Mutex::new(VecDeque::new()),
@@ -258,6 +264,38 @@ impl Persistence {
     /// all of them).
     pub fn queue_in_memory(&self) -> Option<usize> {
         self.queue_in_memory
+    }
+
+    /// Whether queues should move transient messages to the log (only
+    /// with a data directory).
+    pub fn pages_transient(&self) -> bool {
+        self.queue_in_memory.is_some() && self.paging.load(Ordering::Relaxed)
+    }
+
+    pub fn set_paging(&self, on: bool) {
+        if self.paging.swap(on, Ordering::Relaxed) != on && self.queue_in_memory.is_some() {
+            tracing::info!(on, "paging of transient messages to the log");
+        }
+    }
+
+    /// Writes a transient message to the log, to be read back with
+    /// [`Persistence::read_page`]. Not waited for, and not durable: a
+    /// restart drops it.
+    pub fn page_out(&self, msg: &Message) -> Result<RecordId, StoreError> {
+        let content = MessageContent {
+            exchange: msg.exchange.clone(),
+            routing_key: msg.routing_key.clone(),
+            raw_properties: msg.properties.raw_or_encoded(),
+            body: msg.body.clone(),
+        };
+        self.append(records::PAGE, content.encode_body())
+    }
+
+    /// Reads a paged-out transient message back (the caller then frees
+    /// its record with [`Persistence::forget`]).
+    pub fn read_page(&self, record: RecordId) -> Result<Arc<Message>, ReadError> {
+        let content = MessageContent::decode_body(&self.log.read(record)?)?;
+        Ok(Arc::new(content.into_message()?))
     }
 
     /// Reads a queued message back from its record (a queue left it in

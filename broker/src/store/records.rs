@@ -24,6 +24,9 @@ pub const MESSAGE: u8 = 6;
 pub const DELIVERED: u8 = 7;
 /// A FIFO queue accepted a deduplication id (remembered until it expires).
 pub const DEDUP: u8 = 8;
+/// A transient message a queue moved out of memory (memory pressure),
+/// written as a [`BODY`] is; never recovered.
+pub const PAGE: u8 = 9;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExchangeRecord {

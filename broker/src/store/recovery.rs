@@ -182,6 +182,11 @@ pub fn restore(
                     })
             }
             records::DELIVERED => Some(()),
+            records::PAGE => {
+                // A transient message paged out before the restart.
+                store.forget(r.id);
+                Some(())
+            }
             records::DEDUP => {
                 records::decode_dedup(&r.payload)
                     .ok()

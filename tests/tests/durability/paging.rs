@@ -411,3 +411,70 @@ async fn a_purged_backlog_stays_purged() {
     close(broker, conn).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// With memory short (here: any use at all counts as short, while the
+/// alarm's limit is out of reach), transient messages behind the first
+/// few are written out to the log too, in durable and transient queues
+/// alike, and read back in order; a restart does not bring them back.
+#[tokio::test]
+async fn under_memory_pressure_transient_messages_are_paged_out() {
+    let dir = temp_dir("paging-transient");
+    let mut config = BrokerConfig::default();
+    config.storage.data_dir = Some(dir.to_path_buf());
+    config.storage.queue_in_memory = IN_MEMORY;
+    config.limits.memory_limit = Some(1 << 50);
+    config.limits.memory_paging_ratio = 0.0;
+    let broker = Broker::open(config).unwrap();
+    let addr = broker.listen("127.0.0.1:0").await.unwrap();
+    let url = format!("amqp://guest:guest@{addr}/%2f");
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    declare(&ch, "durable", FieldTable::default()).await;
+    ch.queue_declare(
+        "transient".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let appended = broker.storage_stats().unwrap().appended;
+    for q in ["durable", "transient"] {
+        publish(&ch, "", q, 0..30).await;
+    }
+    // Behind the first IN_MEMORY of each queue, the durable queue's
+    // transient messages and every message of the transient queue were
+    // written out (the durable queue's persistent ones are logged anyway).
+    let behind = IN_MEMORY as u32..30;
+    let paged = behind.clone().filter(|i| i.is_multiple_of(5)).count() + behind.count();
+    let logged = (0..30u32).filter(|i| !i.is_multiple_of(5)).count();
+    assert_eq!(
+        broker.storage_stats().unwrap().appended - appended,
+        (paged + logged) as u64,
+    );
+    for q in ["durable", "transient"] {
+        assert_eq!(
+            consume(&ch, q, 30, false).await,
+            (0..30).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(reads(&broker), 2 * (30 - IN_MEMORY as u64));
+    // Pages left at a restart are dropped with it: only the persistent
+    // messages come back.
+    publish(&ch, "", "durable", 0..30).await;
+    conn.close(200, "bye".into()).await.unwrap();
+    broker.shutdown().await;
+    let (broker, conn, ch) = open(&dir).await;
+    let persistent: Vec<u32> = (0..30u32).filter(|i| !i.is_multiple_of(5)).collect();
+    assert_eq!(
+        consume(&ch, "durable", persistent.len(), false).await,
+        persistent
+    );
+    assert_eq!(message_count(&ch, "durable").await, 0);
+    close(broker, conn).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
