@@ -3,7 +3,7 @@
 # generator's own ceiling (warren-load sink) for the end-to-end rows.
 #   scripts/bench-perf.sh [runs=3] [seconds=5] [rows...]
 # rows (default: all): startup idle publish e2e noack fanout persistent
-#   latency churn backlog
+#   latency churn backlog backlog-limit
 # Environment:
 #   RABBIT_PORT   dedicated RabbitMQ node for this run (default 5674); it is
 #                 started (3 times for the start-up row) and stopped here, with
@@ -13,6 +13,9 @@
 #                 5695, 5699); they must be free (checked).
 #   IDLE_CONNS    connections for the idle row (default 10000)
 #   BACKLOG       messages for the backlog/recovery row (default 1000000)
+#   BIG_BACKLOG   1 KiB messages for the backlog-limit row (default 1000000),
+#                 queued in Warren run with --memory-limit MEMORY_LIMIT_MIB
+#                 (default 256): a backlog 4 times the limit
 #   OUT           directory for the raw JSON lines and the summary
 #                 (default target/bench-perf)
 # Everything listens on 127.0.0.1. Each warren-load run is bounded by -z.
@@ -129,15 +132,26 @@ if "backlog" in rows:
     line("backlog of %s persistent 16 B" % fmt(n), "publish (confirmed) msg/s", med("backlog", "warren", "confirmed_per_s"), med("backlog", "rabbitmq", "confirmed_per_s"))
     w, r = med("recovery", "warren", "amqp_ms"), med("recovery", "rabbitmq", "amqp_ms")
     line("start-up with the backlog", "ms to AMQP open-ok", w, r, ratio=div(r, w), bar="reported")
+if "backlog-limit" in rows:
+    n = med("backlog-limit", "warren", "confirmed")
+    lim = med("backlog-limit-rss", "warren", "limit_kb")
+    label = "backlog of %s persistent 1 KiB, memory limit %s MiB" % (fmt(n), fmt(div(lim, 1024)))
+    line(label, "publish (confirmed) msg/s", med("backlog-limit", "warren", "confirmed_per_s"), None)
+    w = med("backlog-limit-rss", "warren", "broker_rss_kb")
+    line(label, "broker RSS MiB, full backlog", div(w, 1024), None, bar="< limit", met=None if not (w and lim) else w < lim)
+    w = med("backlog-limit-restart", "warren", "broker_rss_kb")
+    line(label, "broker RSS MiB after a restart", div(w, 1024), None, bar="< limit", met=None if not (w and lim) else w < lim)
 print("\n".join(out))
 PY
 }
 if [ "${1:-}" = --summary ]; then summary "$2"; exit; fi
 runs=${1:-3}; secs=${2:-5}; shift $(( $# > 2 ? 2 : $# )) || true
-rows=${*:-startup idle publish e2e noack fanout persistent latency churn backlog}
+rows=${*:-startup idle publish e2e noack fanout persistent latency churn backlog backlog-limit}
 RPORT=${RABBIT_PORT:-5674}
 IDLE_CONNS=${IDLE_CONNS:-10000}
 BACKLOG=${BACKLOG:-1000000}
+BIG_BACKLOG=${BIG_BACKLOG:-1000000}
+MEMORY_LIMIT_MIB=${MEMORY_LIMIT_MIB:-256}
 OUT=${OUT:-target/bench-perf}
 WPORT=${WARREN_PORT:-5695}; SPORT=${SINK_PORT:-5699}
 if [ "$RPORT" = 5673 ]; then echo "use a dedicated port, not the shared 5673" >&2; exit 2; fi
@@ -355,6 +369,20 @@ if has backlog && [ "$BACKLOG" -gt 0 ]; then
   rabbit_stop
   rabbit_start recovery keep-state
   # The queue is drained by deleting it with the node.
+fi
+if has backlog-limit && [ "$BIG_BACKLOG" -gt 0 ]; then
+  # A persistent backlog several times the broker's memory limit: the
+  # bodies stay on disk, the broker neither dies nor raises its alarm.
+  q=warren-bench-backlog-limit
+  warren_start --data-dir "$tmp/backlog-limit" --fsync interval:200 --memory-limit "${MEMORY_LIMIT_MIB}MiB"
+  load backlog-limit warren -x 1 -y 0 -s 1024 --persistent -c 1000 -C "$BIG_BACKLOG" -u "$q" --keep -z 600
+  limit_kb=$(( MEMORY_LIMIT_MIB * 1024 ))
+  echo "{\"label\":\"warren:backlog-limit-rss\",\"mode\":\"rss\",\"limit_kb\":$limit_kb,\"broker_rss_kb\":$(awk '/VmRSS/{print $2}' "/proc/$warren_pid/status")}" | tee -a "$res"
+  warren_stop
+  warren_start --data-dir "$tmp/backlog-limit" --memory-limit "${MEMORY_LIMIT_MIB}MiB"
+  sleep 1
+  echo "{\"label\":\"warren:backlog-limit-restart\",\"mode\":\"rss\",\"broker_rss_kb\":$(awk '/VmRSS/{print $2}' "/proc/$warren_pid/status")}" | tee -a "$res"
+  warren_stop; rm -rf "$tmp/backlog-limit"
 fi
 echo "# load at the end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/machine.txt"
 summary "$res" | tee "$OUT/summary.md"
