@@ -680,21 +680,26 @@ impl Queue {
     }
 
     /// Leaves a persistent message in the log, keeping only its position,
-    /// when it joins a backlog longer than the queue keeps in memory; a
-    /// transient one too, written out, while memory is short. Only standard
-    /// queues of a broker with a data directory do: a FIFO queue reads its
-    /// messages' groups when it files and hands them out.
+    /// when it joins a backlog longer than the queue keeps in memory; while
+    /// memory is short, the queue keeps an eighth of that and writes
+    /// transient messages out too. Only standard queues of a broker with a
+    /// data directory do: a FIFO queue reads its messages' groups when it
+    /// files and hands them out.
     fn page_if_behind(&self, st: &State, entry: &mut Entry) {
         let (Some(keep), Some(store)) = (self.in_memory, &self.store) else {
             return;
         };
-        if st.fifo.is_some() || st.ready.len() < keep {
+        if st.fifo.is_some() || st.ready.len() < keep / 8 {
+            return;
+        }
+        let short = store.memory_is_short();
+        if st.ready.len() < keep && !short {
             return;
         }
         let Held::Memory(m) = &entry.msg else { return };
         if entry.persisted.is_some() {
             entry.msg = Held::logged(m);
-        } else if store.pages_transient() {
+        } else if short {
             match store.page_out(m) {
                 Ok(record) => {
                     entry.msg = Held::Page {

@@ -45,10 +45,15 @@ pub struct StorageConfig {
     pub fsync: FsyncPolicy,
     /// Size at which the log starts a new segment file.
     pub segment_size: u64,
-    /// Ready messages a durable queue keeps in memory with their bodies;
+    /// Ready messages a queue keeps in memory with their bodies;
     /// persistent messages beyond them stay in the log, the queue holding
-    /// only their positions, and are read back when delivered. (Only with
-    /// a data directory: in memory there is nothing to leave them in.)
+    /// only their positions, and are read back when delivered. While
+    /// memory is short (see `LimitsConfig::memory_paging_ratio`) a queue
+    /// keeps an eighth of this, and writes transient messages beyond it out
+    /// to the log too. (Only with a data directory: in memory there is
+    /// nothing to leave them in.) The default is above the backlog at
+    /// which flow control holds publishers back, so a queue whose
+    /// consumers keep up never reads its messages back.
     pub queue_in_memory: usize,
 }
 
@@ -58,7 +63,7 @@ impl Default for StorageConfig {
             data_dir: None,
             fsync: FsyncPolicy::Always,
             segment_size: 64 * 1024 * 1024,
-            queue_in_memory: 2048,
+            queue_in_memory: 20_480,
         }
     }
 }
@@ -266,9 +271,10 @@ impl Persistence {
         self.queue_in_memory
     }
 
-    /// Whether queues should move transient messages to the log (only
-    /// with a data directory).
-    pub fn pages_transient(&self) -> bool {
+    /// Whether memory is short, so that queues keep fewer messages in
+    /// memory and move transient ones to the log too (only with a data
+    /// directory).
+    pub fn memory_is_short(&self) -> bool {
         self.queue_in_memory.is_some() && self.paging.load(Ordering::Relaxed)
     }
 

@@ -9,30 +9,15 @@ use std::time::{Duration, Instant};
 
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 use warren::{Broker, BrokerConfig};
 
-use super::{persistent, temp_dir};
+use super::{close, open_with, persistent, temp_dir};
 
 async fn open(dir: &Path) -> (Broker, Connection, Channel) {
     let mut config = BrokerConfig::default();
     config.storage.data_dir = Some(dir.to_path_buf());
-    let broker = Broker::open(config).unwrap();
-    let addr = broker.listen("127.0.0.1:0").await.unwrap();
-    let url = format!("amqp://guest:guest@{addr}/%2f");
-    let conn = Connection::connect(&url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    (broker, conn, ch)
-}
-
-async fn close(broker: Broker, conn: Connection) {
-    let _ = conn.close(200, "bye".into()).await;
-    broker.shutdown().await;
+    open_with(config).await
 }
 
 async fn publish(ch: &Channel, exchange: &str, key: &str, body: &str) {

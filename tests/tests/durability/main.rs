@@ -32,6 +32,27 @@ async fn start(dir: &Path) -> (Broker, String) {
     (broker, format!("amqp://guest:guest@{addr}/%2f"))
 }
 
+/// A broker on `config`, with a lapin connection and a channel in confirm
+/// mode.
+async fn open_with(config: BrokerConfig) -> (Broker, Connection, lapin::Channel) {
+    let broker = Broker::open(config).unwrap();
+    let addr = broker.listen("127.0.0.1:0").await.unwrap();
+    let url = format!("amqp://guest:guest@{addr}/%2f");
+    let conn = Connection::connect(&url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    (broker, conn, ch)
+}
+
+async fn close(broker: Broker, conn: Connection) {
+    let _ = conn.close(200, "bye".into()).await;
+    broker.shutdown().await;
+}
+
 fn persistent() -> BasicProperties {
     BasicProperties::default().with_delivery_mode(2)
 }

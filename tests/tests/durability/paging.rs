@@ -10,34 +10,51 @@ use std::path::Path;
 use futures::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use warren::{Broker, BrokerConfig};
 
-use super::{temp_dir, WAIT};
+use super::{close, open_with, temp_dir, WAIT};
 
 /// Ready messages a queue keeps in memory in these tests.
 const IN_MEMORY: usize = 4;
 
-async fn open(dir: &Path) -> (Broker, Connection, Channel) {
+fn config(dir: &Path) -> BrokerConfig {
     let mut config = BrokerConfig::default();
     config.storage.data_dir = Some(dir.to_path_buf());
     config.storage.queue_in_memory = IN_MEMORY;
-    let broker = Broker::open(config).unwrap();
-    let addr = broker.listen("127.0.0.1:0").await.unwrap();
-    let url = format!("amqp://guest:guest@{addr}/%2f");
-    let conn = Connection::connect(&url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
-    (broker, conn, ch)
+    config
 }
 
-async fn close(broker: Broker, conn: Connection) {
-    let _ = conn.close(200, "bye".into()).await;
-    broker.shutdown().await;
+async fn open(dir: &Path) -> (Broker, Connection, Channel) {
+    open_with(config(dir)).await
+}
+
+/// A durable fanout exchange with `queues` (declared durable) bound to it.
+async fn fanout(ch: &Channel, exchange: &str, queues: &[&str]) {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(
+        exchange.into(),
+        ExchangeKind::Fanout,
+        durable,
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    for q in queues {
+        declare(ch, q, FieldTable::default()).await;
+        ch.queue_bind(
+            (*q).into(),
+            exchange.into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
 }
 
 fn reads(broker: &Broker) -> u64 {
@@ -250,27 +267,7 @@ async fn get_and_requeue_of_paged_messages() {
 async fn paged_messages_are_dead_lettered_whole() {
     let dir = temp_dir("paging-dlx");
     let (broker, conn, ch) = open(&dir).await;
-    ch.exchange_declare(
-        "dlx".into(),
-        ExchangeKind::Fanout,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    declare(&ch, "dead", FieldTable::default()).await;
-    ch.queue_bind(
-        "dead".into(),
-        "dlx".into(),
-        "".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    fanout(&ch, "dlx", &["dead"]).await;
     // A full queue drops its oldest (paged) messages to the dead-letter
     // exchange.
     let mut args = FieldTable::default();
@@ -346,29 +343,7 @@ async fn a_paged_priority_queue_delivers_by_priority() {
 async fn fan_out_copies_share_one_body_in_the_log() {
     let dir = temp_dir("paging-fanout");
     let (broker, conn, ch) = open(&dir).await;
-    ch.exchange_declare(
-        "both".into(),
-        ExchangeKind::Fanout,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    for q in ["left", "right"] {
-        declare(&ch, q, FieldTable::default()).await;
-        ch.queue_bind(
-            q.into(),
-            "both".into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    }
+    fanout(&ch, "both", &["left", "right"]).await;
     publish(&ch, "both", "", 0..30).await;
     assert_eq!(
         consume(&ch, "left", 30, false).await,
@@ -413,27 +388,17 @@ async fn a_purged_backlog_stays_purged() {
 }
 
 /// With memory short (here: any use at all counts as short, while the
-/// alarm's limit is out of reach), transient messages behind the first
-/// few are written out to the log too, in durable and transient queues
+/// alarm's limit is out of reach), a queue keeps an eighth of what it
+/// otherwise would in memory (none, here), and transient messages behind
+/// that are written out to the log too, in durable and transient queues
 /// alike, and read back in order; a restart does not bring them back.
 #[tokio::test]
 async fn under_memory_pressure_transient_messages_are_paged_out() {
     let dir = temp_dir("paging-transient");
-    let mut config = BrokerConfig::default();
-    config.storage.data_dir = Some(dir.to_path_buf());
-    config.storage.queue_in_memory = IN_MEMORY;
+    let mut config = config(&dir);
     config.limits.memory_limit = Some(1 << 50);
     config.limits.memory_paging_ratio = 0.0;
-    let broker = Broker::open(config).unwrap();
-    let addr = broker.listen("127.0.0.1:0").await.unwrap();
-    let url = format!("amqp://guest:guest@{addr}/%2f");
-    let conn = Connection::connect(&url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (broker, conn, ch) = open_with(config).await;
     declare(&ch, "durable", FieldTable::default()).await;
     ch.queue_declare(
         "transient".into(),
@@ -446,10 +411,11 @@ async fn under_memory_pressure_transient_messages_are_paged_out() {
     for q in ["durable", "transient"] {
         publish(&ch, "", q, 0..30).await;
     }
-    // Behind the first IN_MEMORY of each queue, the durable queue's
+    // Behind the first IN_MEMORY / 8 of each queue, the durable queue's
     // transient messages and every message of the transient queue were
     // written out (the durable queue's persistent ones are logged anyway).
-    let behind = IN_MEMORY as u32..30;
+    let short = IN_MEMORY as u32 / 8;
+    let behind = short..30;
     let paged = behind.clone().filter(|i| i.is_multiple_of(5)).count() + behind.count();
     let logged = (0..30u32).filter(|i| !i.is_multiple_of(5)).count();
     assert_eq!(
@@ -462,12 +428,11 @@ async fn under_memory_pressure_transient_messages_are_paged_out() {
             (0..30).collect::<Vec<_>>()
         );
     }
-    assert_eq!(reads(&broker), 2 * (30 - IN_MEMORY as u64));
+    assert_eq!(reads(&broker), 2 * u64::from(30 - short));
     // Pages left at a restart are dropped with it: only the persistent
     // messages come back.
     publish(&ch, "", "durable", 0..30).await;
-    conn.close(200, "bye".into()).await.unwrap();
-    broker.shutdown().await;
+    close(broker, conn).await;
     let (broker, conn, ch) = open(&dir).await;
     let persistent: Vec<u32> = (0..30u32).filter(|i| !i.is_multiple_of(5)).collect();
     assert_eq!(
