@@ -1277,7 +1277,10 @@ impl Queue {
 
     /// Makes room for `n` more ready messages (recovery knows how many).
     pub fn reserve(&self, n: usize) {
-        self.state.lock().ready.reserve(n);
+        let mut st = self.state.lock();
+        if st.fifo.is_none() {
+            st.ready.reserve(n);
+        }
     }
 
     pub fn message_count(&self) -> u32 {

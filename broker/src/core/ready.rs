@@ -59,10 +59,12 @@ impl Ready {
         self.bytes.unwrap_or(0)
     }
 
-    /// Makes room for `n` more messages at priority 0 (where messages
-    /// without a priority go).
+    /// Makes room for `n` more messages (a priority queue, whose messages
+    /// spread over its levels, grows as it goes).
     pub fn reserve(&mut self, n: usize) {
-        self.levels[0].reserve(n);
+        if let [level] = &mut self.levels[..] {
+            level.reserve(n);
+        }
     }
 
     pub fn push_back(&mut self, e: Entry) {

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
+use futures::StreamExt;
 use warren_protocol::{
     encode_body_frames, encode_header_frame, encode_method_frame, BasicConsume, BasicProperties,
     BasicPublish, FieldTable, Frame, Method, QueueDeclare, ShortStr, PROTOCOL_HEADER,
@@ -450,4 +451,88 @@ async fn a_client_that_stops_reading_does_not_make_the_broker_buffer_everything(
         "only {} of 1024 messages still queued",
         ok.message_count
     );
+}
+
+/// The memory alarm blocks a publishing connection in the broker itself,
+/// also for a client that did not ask to hear of it (no
+/// `connection.blocked` capability, so nothing is sent): what it sends
+/// after its first publish under the alarm is not read until the alarm
+/// clears. A consumer on another connection goes on meanwhile.
+#[tokio::test]
+async fn under_the_memory_alarm_a_publisher_is_not_read() {
+    let b = start().await;
+    let Some(broker) = b.broker().cloned() else {
+        return; // The alarm is set through Warren's API.
+    };
+    let q = unique("alarmed");
+    let mut p = RawClient::open(b.addr).await;
+    p.open_channel(1).await;
+    p.send(1, declare(&q)).await;
+    p.method().await;
+    let (_conn, ch) = b.channel().await;
+    let mut consumer = ch
+        .basic_consume(
+            q.as_str().into(),
+            "".into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let message = |body: &[u8]| {
+        let mut out = BytesMut::new();
+        encode_method_frame(&mut out, 1, &publish(&q));
+        encode_header_frame(
+            &mut out,
+            1,
+            60,
+            body.len() as u64,
+            &BasicProperties::default(),
+        );
+        encode_body_frames(&mut out, 1, body, 131_072);
+        out
+    };
+    const WAIT: Duration = Duration::from_secs(10);
+
+    broker.set_memory_limit(Some(1));
+    let mut alarm = broker.watch_memory_alarm();
+    alarm.wait_for(|on| *on).await.unwrap();
+    // Read and routed: the publish that finds the alarm on.
+    p.write(&message(b"first")).await;
+    let d = tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.data, b"first");
+    // Not read: nothing reaches the consumer while the alarm is on.
+    p.write(&message(b"second")).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), consumer.next())
+            .await
+            .is_err(),
+        "a publish was read under the memory alarm"
+    );
+    broker.set_memory_limit(None);
+    let d = tokio::time::timeout(WAIT, consumer.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.data, b"second");
+    // The client never asked for connection.blocked: it got no frame.
+    p.send(
+        1,
+        Method::ChannelClose(warren_protocol::ChannelClose {
+            reply_code: 200,
+            reply_text: ShortStr::default(),
+            class_id: 0,
+            method_id: 0,
+        }),
+    )
+    .await;
+    assert!(matches!(p.method().await, Method::ChannelCloseOk));
 }
