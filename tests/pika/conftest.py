@@ -79,12 +79,12 @@ def _tail(path: Path, lines: int = 40) -> str:
 class _WarrenProcess:
     """The warren binary, started for this session."""
 
-    def __init__(self, binary: Path, workdir: Path):
+    def __init__(self, binary: Path, workdir: Path, extra_args: tuple[str, ...] = ()):
         self.port = _free_port()
         self.log_path = workdir / "warren.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [str(binary), "--listen", f"127.0.0.1:{self.port}", "--data-dir", "none"],
+            [str(binary), "--listen", f"127.0.0.1:{self.port}", "--data-dir", "none", *extra_args],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -140,12 +140,7 @@ class _WarrenProcess:
         assert rc == 0, self.describe_failure(f"warren exited with status {rc} after SIGTERM")
 
 
-@pytest.fixture(scope="session")
-def warren_process(tmp_path_factory):
-    """The warren process started for this session, or None for an external broker."""
-    if os.environ.get("WARREN_AMQP_URL"):
-        yield None
-        return
+def warren_binary() -> Path:
     binary = Path(os.environ.get("WARREN_BIN", "target/debug/warren"))
     if not binary.is_absolute():
         binary = REPO_ROOT / binary
@@ -154,7 +149,27 @@ def warren_process(tmp_path_factory):
             f"broker binary {binary} not found: build it (cargo build -p warren-broker) "
             "or set WARREN_BIN, or point WARREN_AMQP_URL at a running broker"
         )
-    warren = _WarrenProcess(binary, tmp_path_factory.mktemp("warren"))
+    return binary
+
+
+def start_warren(workdir: Path, *extra_args: str) -> _WarrenProcess:
+    """A warren process of its own (for tests that need a configuration)."""
+    warren = _WarrenProcess(warren_binary(), workdir, extra_args)
+    try:
+        warren.wait_until_listening()
+    except BaseException:
+        warren.kill()
+        raise
+    return warren
+
+
+@pytest.fixture(scope="session")
+def warren_process(tmp_path_factory):
+    """The warren process started for this session, or None for an external broker."""
+    if os.environ.get("WARREN_AMQP_URL"):
+        yield None
+        return
+    warren = _WarrenProcess(warren_binary(), tmp_path_factory.mktemp("warren"))
     try:
         warren.wait_until_listening()
     except BaseException:

@@ -89,6 +89,11 @@ struct LookupCache {
 const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
 impl Channel {
+    /// A basic.publish whose header or body frames are still to come.
+    pub fn receiving_content(&self) -> bool {
+        self.pending.is_some()
+    }
+
     pub fn new(link: Arc<ChannelLink>) -> Channel {
         Channel {
             link,

@@ -83,6 +83,15 @@ impl Session {
         self.ctx.link.outbox.push(Outbound::method(channel, method));
     }
 
+    /// Whether a channel is in the middle of receiving a message's content
+    /// (the memory alarm blocks a publisher only between messages).
+    pub fn receiving_content(&self) -> bool {
+        self.channels.values().any(|slot| match slot {
+            ChannelSlot::Open(ch) => ch.receiving_content(),
+            ChannelSlot::Closing => false,
+        })
+    }
+
     /// Runs what the frames handled since the last call left for later
     /// (deliveries after acks). Callers call it after each batch of frames,
     /// before waiting for more.

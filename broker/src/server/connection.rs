@@ -78,9 +78,10 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
     let read_timeout = negotiated.heartbeat.map(|h| h * 2);
     let mut shutdown = shared.shutdown.subscribe();
 
+    // A publish was read since the memory alarm last let this connection go.
+    let mut published = false;
     let ending = loop {
         // Handle every complete frame already read before reading again.
-        let mut published = false;
         let step = loop {
             match decode_frame(&mut buf, negotiated.frame_max) {
                 Ok(Some(frame)) => {
@@ -110,9 +111,15 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
             queue.wait_uncongested(FLOW_WAIT).await;
         }
         // The memory alarm: a connection that publishes is not read from
-        // until memory is back under the limit (consumers go on).
+        // until memory is back under the limit (consumers go on). It stops
+        // between messages, not halfway through one.
         if published && shared.alarm.is_on() {
-            blocked(&shared, &link, negotiated.blocked_notify, &mut shutdown).await;
+            if !session.receiving_content() {
+                blocked(&shared, &link, negotiated.blocked_notify, &mut shutdown).await;
+                published = false;
+            }
+        } else {
+            published = false;
         }
         if *shutdown.borrow() {
             break Ending::Error(AmqpError::new(
