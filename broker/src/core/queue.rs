@@ -44,11 +44,19 @@ pub enum Held {
 }
 
 impl Held {
-    /// The form of `msg` left in the log: its body size and priority only.
-    fn logged(msg: &Message) -> Held {
-        Held::Log {
-            body_len: u32::try_from(msg.body.len()).unwrap_or(u32::MAX),
-            priority: msg.properties.priority().unwrap_or(0),
+    /// What a queue keeps of a message it leaves in the log: the body's
+    /// size and the priority; `page` is the record a transient message was
+    /// written out to.
+    fn in_log(msg: &Message, page: Option<RecordId>) -> Held {
+        let body_len = u32::try_from(msg.body.len()).unwrap_or(u32::MAX);
+        let priority = msg.properties.priority().unwrap_or(0);
+        match page {
+            None => Held::Log { body_len, priority },
+            Some(record) => Held::Page {
+                record,
+                body_len,
+                priority,
+            },
         }
     }
 }
@@ -698,16 +706,10 @@ impl Queue {
         }
         let Held::Memory(m) = &entry.msg else { return };
         if entry.persisted.is_some() {
-            entry.msg = Held::logged(m);
+            entry.msg = Held::in_log(m, None);
         } else if short {
             match store.page_out(m) {
-                Ok(record) => {
-                    entry.msg = Held::Page {
-                        record,
-                        body_len: u32::try_from(m.body.len()).unwrap_or(u32::MAX),
-                        priority: m.properties.priority().unwrap_or(0),
-                    }
-                }
+                Ok(record) => entry.msg = Held::in_log(m, Some(record)),
                 // Kept in memory then.
                 Err(e) => tracing::error!(error = %e, "cannot page a message out to the log"),
             }
@@ -840,7 +842,7 @@ impl Queue {
         match read {
             Ok(m) => {
                 entry.msg = if no_ack {
-                    Held::logged(&m)
+                    Held::in_log(&m, None)
                 } else {
                     Held::Memory(m.clone())
                 };
