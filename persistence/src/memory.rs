@@ -34,6 +34,20 @@ struct State {
     bytes: u64,
 }
 
+impl State {
+    /// Every live record, in id order.
+    fn live(&self) -> Vec<Record> {
+        self.records
+            .iter()
+            .map(|(&id, (kind, payload))| Record {
+                id: RecordId(id),
+                kind: *kind,
+                payload: payload.clone(),
+            })
+            .collect()
+    }
+}
+
 impl MemoryStore {
     /// An empty store. Only `on_durable` of the configuration matters.
     pub fn new(config: StoreConfig) -> Self {
@@ -65,15 +79,7 @@ impl MemoryStore {
             .state
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let live = state
-            .records
-            .iter()
-            .map(|(&id, (kind, payload))| Record {
-                id: RecordId(id),
-                kind: *kind,
-                payload: payload.clone(),
-            })
-            .collect();
+        let live = state.live();
         state.appended = 0;
         (
             Self::with_state(config, state),
@@ -169,16 +175,7 @@ impl Store for MemoryStore {
     }
 
     fn live_records(&self) -> Recovered {
-        let live = lock(&self.state)
-            .records
-            .iter()
-            .map(|(&id, (kind, payload))| Record {
-                id: RecordId(id),
-                kind: *kind,
-                payload: payload.clone(),
-            })
-            .collect();
-        Recovered::from_records(live)
+        Recovered::from_records(lock(&self.state).live())
     }
 
     fn mark_dead(&self, id: RecordId) -> Result<()> {

@@ -12,7 +12,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, ExchangeKind};
 use warren::{Broker, BrokerConfig};
 
-use super::{close, open_with, persistent, temp_dir};
+use super::{close, declare, open_with, persistent, temp_dir};
 
 async fn open(dir: &Path) -> (Broker, Connection, Channel) {
     let mut config = BrokerConfig::default();
@@ -34,14 +34,6 @@ async fn publish(ch: &Channel, exchange: &str, key: &str, body: &str) {
         .await
         .unwrap();
     assert!(c.is_ack());
-}
-
-async fn declare(ch: &Channel, name: &str, args: FieldTable) {
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    ch.queue_declare(name.into(), durable, args).await.unwrap();
 }
 
 /// Message count of a queue, `None` if it does not exist (which closes

@@ -48,6 +48,15 @@ async fn open_with(config: BrokerConfig) -> (Broker, Connection, lapin::Channel)
     (broker, conn, ch)
 }
 
+/// Declares a durable queue.
+async fn declare(ch: &lapin::Channel, name: &str, args: FieldTable) {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(name.into(), durable, args).await.unwrap();
+}
+
 async fn close(broker: Broker, conn: Connection) {
     let _ = conn.close(200, "bye".into()).await;
     broker.shutdown().await;

@@ -13,7 +13,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use warren::{Broker, BrokerConfig};
 
-use super::{close, open_with, temp_dir, WAIT};
+use super::{close, declare, open_with, temp_dir, WAIT};
 
 /// Ready messages a queue keeps in memory in these tests.
 const IN_MEMORY: usize = 4;
@@ -99,14 +99,6 @@ async fn publish(ch: &Channel, exchange: &str, key: &str, range: std::ops::Range
             .unwrap();
         assert!(c.is_ack());
     }
-}
-
-async fn declare(ch: &Channel, name: &str, args: FieldTable) {
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    ch.queue_declare(name.into(), durable, args).await.unwrap();
 }
 
 /// Consumes `n` messages (with `no_ack`, the queue must hold no more);
