@@ -326,7 +326,12 @@ impl Queue {
             .then(|| Fifo::new(args.max_length_bytes.is_some(), group_hasher.clone()));
         let dedup = Dedup::new(store.is_some() && record.is_some());
         let flow_marks = FlowMarks::for_args(&args);
-        let in_memory = store.as_ref().and_then(|s| s.queue_in_memory());
+        // A lazy queue keeps none.
+        let in_memory =
+            store
+                .as_ref()
+                .and_then(|s| s.queue_in_memory())
+                .map(|n| if args.lazy { 0 } else { n });
         let queue = Arc::new_cyclic(|me| Queue {
             name,
             vhost,
@@ -690,7 +695,8 @@ impl Queue {
     /// Leaves a persistent message in the log, keeping only its position,
     /// when it joins a backlog longer than the queue keeps in memory; while
     /// memory is short, the queue keeps an eighth of that and writes
-    /// transient messages out too. Only standard queues of a broker with a
+    /// transient messages out too (a lazy queue keeps none, and always
+    /// writes them out). Only standard queues of a broker with a
     /// data directory do: a FIFO queue reads its messages' groups when it
     /// files and hands them out.
     fn page_if_behind(&self, st: &State, entry: &mut Entry) {
@@ -707,7 +713,7 @@ impl Queue {
         let Held::Memory(m) = &entry.msg else { return };
         if entry.persisted.is_some() {
             entry.msg = Held::in_log(m, None);
-        } else if short {
+        } else if short || self.args.lazy {
             match store.page_out(m) {
                 Ok(record) => entry.msg = Held::in_log(m, Some(record)),
                 // Kept in memory then.

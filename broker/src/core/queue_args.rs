@@ -41,6 +41,9 @@ pub struct QueueArgs {
     pub dedup_window: Duration,
     /// FIFO: without an explicit id, deduplicate by a hash of the body.
     pub content_based_dedup: bool,
+    /// `x-queue-mode = lazy`: messages go to the log as they arrive (with a
+    /// data directory) and are read back when delivered.
+    pub lazy: bool,
 }
 
 impl Default for QueueArgs {
@@ -59,6 +62,7 @@ impl Default for QueueArgs {
             delivery_limit: None,
             dedup_window: Duration::from_millis(300_000),
             content_based_dedup: false,
+            lazy: false,
         }
     }
 }
@@ -139,6 +143,7 @@ pub const EQUIVALENCE_CHECKED: &[&str] = &[
     "x-max-priority",
     "x-message-ttl",
     "x-overflow",
+    "x-queue-mode",
     "x-queue-type",
     "x-single-active-consumer",
     "x-delivery-limit",
@@ -226,6 +231,19 @@ impl QueueArgs {
                 Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
                 Some(_) => return Err(c.fail("x-overflow", "invalid_overflow".into())),
                 None => return Err(c.type_error("x-overflow", &v)),
+            };
+        }
+        if let Some(v) = args.get("x-queue-mode") {
+            out.lazy = match v.as_str() {
+                Some("default") => false,
+                Some("lazy") => true,
+                Some(other) => {
+                    return Err(c.fail(
+                        "x-queue-mode",
+                        format!("\"unsupported queue mode '{other}'\""),
+                    ))
+                }
+                None => return Err(c.type_error("x-queue-mode", &v)),
             };
         }
         if let Some(v) = args.get("x-dead-letter-exchange") {

@@ -435,3 +435,36 @@ async fn under_memory_pressure_transient_messages_are_paged_out() {
     close(broker, conn).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `x-queue-mode = lazy` (RabbitMQ's lazy queues): every message goes to
+/// the log as it arrives, transient ones too, whatever the backlog, and is
+/// read back when delivered; a `default` queue next to it reads nothing.
+#[tokio::test]
+async fn a_lazy_queue_keeps_nothing_in_memory() {
+    let dir = temp_dir("paging-lazy");
+    // The default window, far above these few messages.
+    let mut config = config(&dir);
+    config.storage.queue_in_memory = BrokerConfig::default().storage.queue_in_memory;
+    let (broker, conn, ch) = open_with(config).await;
+    let mode = |m: &str| {
+        let mut args = FieldTable::default();
+        args.insert("x-queue-mode".into(), AMQPValue::LongString(m.into()));
+        args
+    };
+    declare(&ch, "lazy", mode("lazy")).await;
+    declare(&ch, "eager", mode("default")).await;
+    publish(&ch, "", "eager", 0..10).await;
+    assert_eq!(
+        consume(&ch, "eager", 10, false).await,
+        (0..10).collect::<Vec<_>>()
+    );
+    assert_eq!(reads(&broker), 0);
+    publish(&ch, "", "lazy", 0..10).await;
+    assert_eq!(
+        consume(&ch, "lazy", 10, false).await,
+        (0..10).collect::<Vec<_>>()
+    );
+    assert_eq!(reads(&broker), 10);
+    close(broker, conn).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -57,6 +57,12 @@ async fn invalid_queue_arguments_are_precondition_failed() {
         ),
         ("x-overflow", text("bogus"), "invalid_overflow"),
         ("x-overflow", int(1), "{unacceptable_type,signedint}"),
+        (
+            "x-queue-mode",
+            text("bogus"),
+            r#""unsupported queue mode 'bogus'""#,
+        ),
+        ("x-queue-mode", int(1), "{unacceptable_type,signedint}"),
         ("x-max-priority", int(256), "{max_value_exceeded,256}"),
         ("x-max-priority", int(-1), "{value_negative,-1}"),
         (
@@ -224,6 +230,16 @@ async fn a_redeclare_with_other_arguments_is_inequivalent() {
         reply_text,
         format!(
             "PRECONDITION_FAILED - inequivalent arg 'x-dead-letter-exchange' for queue '{q2}' in vhost '/': received 'b' but current is 'a'"
+        )
+    );
+    // The queue mode is compared too.
+    let q3 = unique("ineq-mode");
+    declare(&ch, &q3, table([("x-queue-mode", text("lazy"))])).await;
+    let reply_text = refused(&conn, &q3, table([("x-queue-mode", text("default"))])).await;
+    assert_eq!(
+        reply_text,
+        format!(
+            "PRECONDITION_FAILED - inequivalent arg 'x-queue-mode' for queue '{q3}' in vhost '/': received 'default' but current is 'lazy'"
         )
     );
 }
