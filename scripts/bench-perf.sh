@@ -231,7 +231,8 @@ warren_start() {
   if port_open "$WPORT"; then echo "127.0.0.1:$WPORT is in use" >&2; exit 1; fi
   $W --listen "127.0.0.1:$WPORT" --log-level warn "$@" &
   warren_pid=$!
-  for _ in $(seq 200); do port_open "$WPORT" && return 0; sleep 0.01; done
+  # (Up to a minute: recovering a backlog of 10 M messages takes seconds.)
+  for _ in $(seq 6000); do port_open "$WPORT" && return 0; sleep 0.01; done
   echo "warren did not start" >&2; exit 1
 }
 sink_start() { # size
