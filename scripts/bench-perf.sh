@@ -255,7 +255,7 @@ load() {
     rabbitmq) uri=127.0.0.1:$RPORT; pid=(--pid "$rabbit_pid") ;;
     sink|relay) uri=127.0.0.1:$SPORT; pid=(--pid "$sink_pid") ;;
   esac
-  timeout $((secs + 240)) $L --uri "$uri" "${pid[@]}" --json --label "$target:$row" "$@" | tee -a "$res" \
+  timeout "${LOAD_TIMEOUT:-$((secs + 240))}" $L --uri "$uri" "${pid[@]}" --json --label "$target:$row" "$@" | tee -a "$res" \
     || echo "{\"label\":\"$target:$row\",\"mode\":\"failed\"}" | tee -a "$res"
 }
 # traffic ROW [flags]: RUNS x (warren, rabbitmq), alternating; one Warren per row.
@@ -354,6 +354,8 @@ if has backlog && [ "$BACKLOG" -gt 0 ]; then
   # restart: time to accept connections with them (recovery).
   q=warren-bench-backlog
   warren_start --data-dir "$tmp/backlog" --fsync interval:200
+  # (RabbitMQ takes minutes for millions of persistent messages.)
+  LOAD_TIMEOUT=1800
   load backlog warren -x 1 -y 0 -s 16 --persistent -c 1000 -C "$BACKLOG" -u "$q" --keep -z 300
   warren_stop
   for _ in $(seq "$runs"); do
@@ -364,7 +366,7 @@ if has backlog && [ "$BACKLOG" -gt 0 ]; then
   sleep 1
   echo "{\"label\":\"warren:backlog-rss\",\"mode\":\"rss\",\"broker_rss_kb\":$(awk '/VmRSS/{print $2}' "/proc/$warren_pid/status")}" | tee -a "$res"
   warren_stop; rm -rf "$tmp/backlog"
-  load backlog rabbitmq -x 1 -y 0 -s 16 --persistent -c 1000 -C "$BACKLOG" -u "$q" --keep -z 600
+  load backlog rabbitmq -x 1 -y 0 -s 16 --persistent -c 1000 -C "$BACKLOG" -u "$q" --keep -z 1500
   sleep 1
   echo "{\"label\":\"rabbitmq:backlog-rss\",\"mode\":\"rss\",\"broker_rss_kb\":$(awk '/VmRSS/{print $2}' "/proc/$rabbit_pid/status")}" | tee -a "$res"
   rabbit_stop
