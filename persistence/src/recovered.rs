@@ -123,13 +123,15 @@ fn read_segment(shared: &Shared, base: u64) -> Result<Vec<Record>> {
         let Some(seg) = idx.segments.get(&base) else {
             return Ok(Vec::new());
         };
-        let live: Vec<(u64, u32, u32)> = seg
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.is_live())
-            .map(|(i, s)| (seg.base + i as u64, s.offset(), s.len()))
-            .collect();
+        // Sized once (see `recovery::scan`).
+        let mut live = Vec::with_capacity(usize::try_from(seg.live).unwrap_or(0));
+        live.extend(
+            seg.slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.is_live())
+                .map(|(i, s)| (seg.base + i as u64, s.offset(), s.len())),
+        );
         match (&seg.file, live.is_empty()) {
             (Some(f), false) => (f.clone(), live),
             _ => return Ok(Vec::new()),
