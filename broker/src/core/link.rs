@@ -155,13 +155,7 @@ impl ChannelLink {
         let mut st = self.state.lock();
         let tag = st.next_tag;
         st.next_tag += 1;
-        let out = Outbound::Deliver {
-            channel: self.id,
-            consumer_tag: consumer.tag.clone(),
-            delivery_tag: tag,
-            redelivered: entry.redelivered,
-            msg,
-        };
+        let out = self.deliver_item(consumer, tag, entry.redelivered, msg);
         if !consumer.no_ack {
             consumer.unacked.fetch_add(1, Ordering::Relaxed);
             self.global_unacked.fetch_add(1, Ordering::Relaxed);
@@ -173,6 +167,22 @@ impl ChannelLink {
         }
         if self.conn.outbox.push_quiet(out) {
             wake_writer(&self.conn);
+        }
+    }
+
+    fn deliver_item(
+        &self,
+        consumer: &Consumer,
+        delivery_tag: u64,
+        redelivered: bool,
+        msg: Arc<Message>,
+    ) -> Outbound {
+        Outbound::Deliver {
+            channel: self.id,
+            consumer_tag: consumer.tag.clone(),
+            delivery_tag,
+            redelivered,
+            msg,
         }
     }
 
@@ -190,13 +200,7 @@ impl ChannelLink {
             self.global_unacked.fetch_add(n as u32, Ordering::Relaxed);
         }
         let items = entries.drain(..).zip(first..).map(|((entry, msg), tag)| {
-            let out = Outbound::Deliver {
-                channel: self.id,
-                consumer_tag: consumer.tag.clone(),
-                delivery_tag: tag,
-                redelivered: entry.redelivered,
-                msg,
-            };
+            let out = self.deliver_item(consumer, tag, entry.redelivered, msg);
             if consumer.no_ack {
                 // Nothing keeps the entry.
                 return out;

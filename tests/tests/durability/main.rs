@@ -27,6 +27,11 @@ fn temp_dir(name: &str) -> PathBuf {
 async fn start(dir: &Path) -> (Broker, String) {
     let mut config = BrokerConfig::default();
     config.storage.data_dir = Some(dir.to_path_buf());
+    listen_with(config).await
+}
+
+/// A broker on `config`, listening; and its URL.
+async fn listen_with(config: BrokerConfig) -> (Broker, String) {
     let broker = Broker::open(config).expect("open data dir");
     let addr = broker.listen("127.0.0.1:0").await.expect("listen");
     (broker, format!("amqp://guest:guest@{addr}/%2f"))
@@ -35,9 +40,7 @@ async fn start(dir: &Path) -> (Broker, String) {
 /// A broker on `config`, with a lapin connection and a channel in confirm
 /// mode.
 async fn open_with(config: BrokerConfig) -> (Broker, Connection, lapin::Channel) {
-    let broker = Broker::open(config).unwrap();
-    let addr = broker.listen("127.0.0.1:0").await.unwrap();
-    let url = format!("amqp://guest:guest@{addr}/%2f");
+    let (broker, url) = listen_with(config).await;
     let conn = Connection::connect(&url, ConnectionProperties::default())
         .await
         .unwrap();
