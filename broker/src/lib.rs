@@ -47,6 +47,14 @@
 mod alarm;
 mod broker;
 mod config;
+// The broker's core is public only for the micro-benchmarks
+// (`benches/benches/core.rs`), behind the `internals` feature; it is no
+// stable API (so the lints for public APIs do not apply).
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+#[allow(clippy::len_without_is_empty)]
+pub mod core;
+#[cfg(not(feature = "internals"))]
 mod core;
 pub mod embed;
 mod error;

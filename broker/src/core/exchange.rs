@@ -8,9 +8,9 @@ use warren_protocol::{FieldTable, ShortStr};
 
 use warren_persistence::RecordId;
 
-use super::headers::headers_match;
+use super::headers::HeadersPattern;
 use super::queue::Queue;
-use super::topic::TopicPattern;
+use super::topic::{TopicKey, TopicPattern};
 use crate::error::{q, AmqpError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +70,7 @@ pub struct Binding {
     pub routing_key: ShortStr,
     pub arguments: FieldTable,
     topic: Option<TopicPattern>,
+    headers: Option<HeadersPattern>,
     /// The BINDING record, when the binding is durable.
     record: Option<RecordId>,
 }
@@ -114,6 +115,8 @@ pub struct Exchange {
 pub struct RouteScratch {
     pub queues: Vec<Arc<Queue>>,
     exchanges: Vec<Arc<Exchange>>,
+    /// The routing key's words, for topic exchanges.
+    topic_words: Vec<(u8, u8)>,
 }
 
 impl Exchange {
@@ -167,11 +170,14 @@ impl Exchange {
         }
         let record = persist();
         let topic = (self.kind() == ExchangeKind::Topic).then(|| TopicPattern::new(&routing_key));
+        let headers =
+            (self.kind() == ExchangeKind::Headers).then(|| HeadersPattern::new(&arguments));
         let binding = Binding {
             destination,
             routing_key: routing_key.clone(),
             arguments,
             topic,
+            headers,
             record,
         };
         if self.kind() == ExchangeKind::Direct {
@@ -262,6 +268,8 @@ impl Exchange {
 
     fn route_one(&self, key: &ShortStr, headers: Option<&FieldTable>, out: &mut RouteScratch) {
         let b = self.bindings.read();
+        // Split once for all of a topic exchange's bindings.
+        let mut topic_words = std::mem::take(&mut out.topic_words);
         let mut add = |d: &Destination| match d {
             Destination::Queue(q) => {
                 if !out.queues.iter().any(|x| Arc::ptr_eq(x, q)) {
@@ -283,19 +291,21 @@ impl Exchange {
             }
             ExchangeKind::Fanout => b.all.iter().for_each(|x| add(&x.destination)),
             ExchangeKind::Topic => {
+                let key = TopicKey::split(key.as_bytes(), &mut topic_words);
                 for x in &b.all {
-                    if x.topic.as_ref().is_some_and(|t| t.matches(key.as_bytes())) {
+                    if x.topic.as_ref().is_some_and(|t| t.matches(&key)) {
                         add(&x.destination);
                     }
                 }
             }
             ExchangeKind::Headers => {
                 for x in &b.all {
-                    if headers_match(&x.arguments, headers) {
+                    if x.headers.as_ref().is_some_and(|h| h.matches(headers)) {
                         add(&x.destination);
                     }
                 }
             }
         }
+        out.topic_words = topic_words;
     }
 }

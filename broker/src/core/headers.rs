@@ -1,6 +1,6 @@
 //! Matching for the headers exchange.
 
-use warren_protocol::{FieldTable, FieldValue};
+use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
 use crate::error::AmqpError;
 
@@ -10,38 +10,55 @@ enum Mode {
     Any,
 }
 
-/// Whether a message's headers match a binding's arguments. `x-match` is
-/// `all` (default), `any`, `all-with-x` or `any-with-x`; other `x-` keys
-/// are ignored unless the mode ends in `-with-x`. A void binding value only
-/// requires the header to be present.
-pub fn headers_match(binding: &FieldTable, headers: Option<&FieldTable>) -> bool {
-    let (mode, with_x) = match binding.get("x-match").as_ref().and_then(FieldValue::as_str) {
-        Some("any") => (Mode::Any, false),
-        Some("any-with-x") => (Mode::Any, true),
-        Some("all-with-x") => (Mode::All, true),
-        _ => (Mode::All, false),
-    };
-    for (key, want) in binding.iter() {
-        let k = key.as_bytes();
-        if k == b"x-match" || (!with_x && k.starts_with(b"x-")) {
-            continue;
-        }
-        let have = headers.and_then(|h| key.as_str().and_then(|ks| h.get(ks)));
-        let ok = match (&want, have) {
-            (_, None) => false,
-            (FieldValue::Void, Some(_)) => true,
-            (w, Some(h)) => same_value(w, &h),
+/// A headers-exchange binding's arguments, read once when it is bound.
+/// `x-match` is `all` (default), `any`, `all-with-x` or `any-with-x`;
+/// other `x-` keys are ignored unless the mode ends in `-with-x`. A void
+/// binding value only requires the header to be present.
+#[derive(Clone)]
+pub struct HeadersPattern {
+    mode: Mode,
+    /// The arguments that take part, in the binding's order.
+    wanted: Vec<(ShortStr, FieldValue)>,
+}
+
+impl HeadersPattern {
+    pub fn new(binding: &FieldTable) -> HeadersPattern {
+        let (mode, with_x) = match binding.get("x-match").as_ref().and_then(FieldValue::as_str) {
+            Some("any") => (Mode::Any, false),
+            Some("any-with-x") => (Mode::Any, true),
+            Some("all-with-x") => (Mode::All, true),
+            _ => (Mode::All, false),
         };
-        match mode {
-            Mode::All if !ok => return false,
-            Mode::Any if ok => return true,
-            _ => {}
-        }
+        let wanted = binding
+            .iter()
+            .filter(|(key, _)| {
+                let k = key.as_bytes();
+                k != b"x-match" && (with_x || !k.starts_with(b"x-"))
+            })
+            .collect();
+        HeadersPattern { mode, wanted }
     }
-    match mode {
-        // `all` with nothing to compare matches everything.
-        Mode::All => true,
-        Mode::Any => false,
+
+    /// Whether a message's headers match.
+    pub fn matches(&self, headers: Option<&FieldTable>) -> bool {
+        for (key, want) in &self.wanted {
+            let have = headers.and_then(|h| key.as_str().and_then(|ks| h.get(ks)));
+            let ok = match (want, have) {
+                (_, None) => false,
+                (FieldValue::Void, Some(_)) => true,
+                (w, Some(h)) => same_value(w, &h),
+            };
+            match self.mode {
+                Mode::All if !ok => return false,
+                Mode::Any if ok => return true,
+                _ => {}
+            }
+        }
+        match self.mode {
+            // `all` with nothing to compare matches everything.
+            Mode::All => true,
+            Mode::Any => false,
+        }
     }
 }
 

@@ -268,6 +268,9 @@ impl ChannelLink {
             }
             let n = st.unacked.partition_point(|u| u.tag <= upto);
             taken.extend(st.unacked.drain(..n));
+        } else if st.unacked.front().is_some_and(|u| u.tag == tag) {
+            // The usual case: consumers ack in the order they were sent.
+            taken.extend(st.unacked.pop_front());
         } else {
             let Ok(i) = st.unacked.binary_search_by_key(&tag, |u| u.tag) else {
                 return false;

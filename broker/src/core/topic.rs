@@ -32,21 +32,50 @@ impl TopicPattern {
         TopicPattern { words }
     }
 
-    pub fn matches(&self, key: &[u8]) -> bool {
-        // Keys are at most 255 bytes, so this fits on the stack.
-        let mut buf: [&[u8]; 256] = [&[]; 256];
-        let mut n = 0;
-        for w in words(key) {
-            buf[n] = w;
-            n += 1;
-        }
-        match_words(&self.words, &buf[..n])
+    /// Whether a routing key, already split by [`TopicKey::split`],
+    /// matches. An exchange splits the key once for all its bindings.
+    pub fn matches(&self, key: &TopicKey<'_>) -> bool {
+        match_words(&self.words, key)
+    }
+}
+
+/// A routing key split into words, once per routed message.
+pub struct TopicKey<'a> {
+    key: &'a [u8],
+    words: &'a [(u8, u8)],
+}
+
+impl<'a> TopicKey<'a> {
+    /// Splits `key` into `words` (start and end of each word; a short
+    /// string's offsets fit in a byte). `words` is reused between calls.
+    pub fn split(key: &'a [u8], words: &'a mut Vec<(u8, u8)>) -> TopicKey<'a> {
+        words.clear();
+        let base = key.as_ptr() as usize;
+        words.extend(self::words(key).map(|w| {
+            let start = w.as_ptr() as usize - base;
+            (
+                u8::try_from(start).unwrap_or(u8::MAX),
+                u8::try_from(start + w.len()).unwrap_or(u8::MAX),
+            )
+        }));
+        TopicKey { key, words }
+    }
+
+    fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    fn word(&self, i: usize) -> &[u8] {
+        let (start, end) = self.words[i];
+        self.key
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
     }
 }
 
 /// Greedy matching with one backtrack point per `#`, iterative: linear-ish
 /// in practice and no recursion depth to exhaust.
-fn match_words(pat: &[Word], key: &[&[u8]]) -> bool {
+fn match_words(pat: &[Word], key: &TopicKey<'_>) -> bool {
     let (mut p, mut k) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while k < key.len() {
@@ -59,7 +88,7 @@ fn match_words(pat: &[Word], key: &[&[u8]]) -> bool {
                 p += 1;
                 k += 1;
             }
-            Some(Word::Literal(w)) if w.as_slice() == key[k] => {
+            Some(Word::Literal(w)) if w.as_slice() == key.word(k) => {
                 p += 1;
                 k += 1;
             }
@@ -82,7 +111,9 @@ mod tests {
     use warren_protocol::ShortStr;
 
     fn m(pattern: &str, key: &str) -> bool {
-        TopicPattern::new(&ShortStr::try_from(pattern).unwrap_or_default()).matches(key.as_bytes())
+        let mut words = Vec::new();
+        let key = TopicKey::split(key.as_bytes(), &mut words);
+        TopicPattern::new(&ShortStr::try_from(pattern).unwrap_or_default()).matches(&key)
     }
 
     #[test]
