@@ -58,7 +58,7 @@ for s in "${scenarios[@]}"; do
   file="$out/callgrind.$s"
   rm -f "$file"*
   if port_open "$port"; then echo "127.0.0.1:$port is in use" >&2; exit 1; fi
-  valgrind --tool=callgrind --callgrind-out-file="$file" \
+  valgrind --tool=callgrind --compress-strings=no --callgrind-out-file="$file" \
     "$W" --listen "127.0.0.1:$port" --log-level warn --data-dir none 2>"$out/valgrind.$s.log" &
   pid=$!
   for _ in $(seq 3000); do port_open "$port" && break; sleep 0.02; done
@@ -66,14 +66,13 @@ for s in "${scenarios[@]}"; do
   # publishers, -z the whole run.
   # shellcheck disable=SC2086
   $L --uri "127.0.0.1:$port" $flags -C $((n / 10)) -z 600 --json >/dev/null
-  callgrind_control -z "$pid" >/dev/null
+  callgrind_control -z "$pid" >/dev/null 2>&1
   # shellcheck disable=SC2086
   $L --uri "127.0.0.1:$port" $flags -C "$n" -z 600 --json >"$out/load.$s.json"
-  callgrind_control -d "$pid" >/dev/null
+  callgrind_control -d "$pid" >/dev/null 2>&1
   stop
-  # The dump after zeroing is the last file written (one per dump).
-  dump=$(ls -t "$file"* | head -1)
-  ir=$(grep -m1 '^summary:' "$dump" | awk '{print $2}')
+  # The requested dump is FILE.1 (FILE itself is what ran after it, at exit).
+  ir=$(grep -m1 '^summary:' "$file.1" | awk '{print $2}')
   # Fan-out scenarios deliver more than they publish: count per published.
   printf '%-11s %10d %14d %12.0f\n' "$s" "$n" "$ir" "$(echo "$ir / $n" | bc -l)"
 done
