@@ -536,3 +536,119 @@ async fn under_the_memory_alarm_a_publisher_is_not_read() {
     .await;
     assert!(matches!(p.method().await, Method::ChannelCloseOk));
 }
+
+/// A client that acks a whole prefetch window in one write (as PerfTest
+/// and warren-load do) has every ack handled, though the broker handles
+/// them in slices and sends deliveries between slices; a method after the
+/// acks in the same write comes after all of them.
+#[tokio::test]
+async fn a_window_of_acks_in_one_write_is_handled_whole_and_in_order() {
+    let b = start().await;
+    let q = unique("window");
+    let mut c = RawClient::open(b.addr).await;
+    c.open_channel(1).await;
+    c.send(1, declare(&q)).await;
+    c.method().await;
+    let mut out = BytesMut::new();
+    for _ in 0..300 {
+        encode_method_frame(&mut out, 1, &publish(&q));
+        encode_header_frame(&mut out, 1, 60, 4, &BasicProperties::default());
+        encode_body_frames(&mut out, 1, b"body", 131_072);
+    }
+    c.write(&out).await;
+    c.send(
+        1,
+        Method::BasicQos(warren_protocol::BasicQos {
+            prefetch_size: 0,
+            prefetch_count: 100,
+            global: false,
+        }),
+    )
+    .await;
+    c.method().await;
+    c.send(
+        1,
+        Method::BasicConsume(BasicConsume {
+            queue: ShortStr::try_from(q.as_str()).unwrap(),
+            consumer_tag: ShortStr::default(),
+            no_local: false,
+            no_ack: false,
+            exclusive: false,
+            no_wait: false,
+            arguments: FieldTable::default(),
+        }),
+    )
+    .await;
+    let Method::BasicConsumeOk(_) = c.method().await else {
+        panic!("expected consume-ok")
+    };
+    let mut next = 1;
+    for window in 0..3 {
+        // The window's 100 deliveries, in tag order, and no more.
+        let mut tags = Vec::new();
+        while tags.len() < 100 {
+            if let Some(Frame::Method {
+                method: Method::BasicDeliver(d),
+                ..
+            }) = c.frame().await
+            {
+                tags.push(d.delivery_tag);
+            }
+        }
+        assert_eq!(tags, (next..next + 100).collect::<Vec<u64>>(), "window {window}");
+        next += 100;
+        let mut acks = BytesMut::new();
+        for tag in tags {
+            let ack = Method::BasicAck(warren_protocol::BasicAck {
+                delivery_tag: tag,
+                multiple: false,
+            });
+            encode_method_frame(&mut acks, 1, &ack);
+        }
+        if window == 2 {
+            // After the last acks, in the same write: had any of them been
+            // lost, closing the channel would put its message back.
+            encode_method_frame(
+                &mut acks,
+                1,
+                &Method::ChannelClose(warren_protocol::ChannelClose {
+                    reply_code: 200,
+                    reply_text: ShortStr::from_static("done"),
+                    class_id: 0,
+                    method_id: 0,
+                }),
+            );
+        }
+        c.write(&acks).await;
+    }
+    loop {
+        match c.frame().await {
+            Some(Frame::Method {
+                method: Method::ChannelCloseOk,
+                ..
+            }) => break,
+            Some(Frame::Method {
+                method: Method::BasicDeliver(d),
+                ..
+            }) => panic!("delivery {} beyond the 300 published", d.delivery_tag),
+            Some(_) => {}
+            None => panic!("connection closed"),
+        }
+    }
+    c.open_channel(2).await;
+    c.send(
+        2,
+        Method::QueueDeclare(QueueDeclare {
+            passive: true,
+            ..match declare(&q) {
+                Method::QueueDeclare(d) => d,
+                _ => unreachable!(),
+            }
+        }),
+    )
+    .await;
+    let Method::QueueDeclareOk(ok) = c.method().await else {
+        panic!("expected declare-ok")
+    };
+    assert_eq!(ok.message_count, 0, "every ack was handled");
+}
