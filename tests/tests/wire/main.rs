@@ -595,7 +595,11 @@ async fn a_window_of_acks_in_one_write_is_handled_whole_and_in_order() {
                 tags.push(d.delivery_tag);
             }
         }
-        assert_eq!(tags, (next..next + 100).collect::<Vec<u64>>(), "window {window}");
+        assert_eq!(
+            tags,
+            (next..next + 100).collect::<Vec<u64>>(),
+            "window {window}"
+        );
         next += 100;
         let mut acks = BytesMut::new();
         for tag in tags {
