@@ -16,6 +16,8 @@
 #   BIG_BACKLOG   1 KiB messages for the backlog-limit row (default 1000000),
 #                 queued in Warren run with --memory-limit MEMORY_LIMIT_MIB
 #                 (default 256): a backlog 4 times the limit
+#   WARREN_BIN    the broker binary to measure (default: the one built here,
+#                 target/release/warren), to compare two builds
 #   OUT           directory for the raw JSON lines and the summary
 #                 (default target/bench-perf)
 # Everything listens on 127.0.0.1. Each warren-load run is bounded by -z.
@@ -172,7 +174,7 @@ nofile=$(ulimit -n)
 
 cargo build --release -q -p warren-broker -p warren-benches
 L=./target/release/warren-load
-W=./target/release/warren
+W=${WARREN_BIN:-./target/release/warren}
 mkdir -p "$OUT"
 res=$OUT/results-$(date +%Y%m%d-%H%M%S).jsonl
 : >"$res"
