@@ -26,8 +26,9 @@ const FLOW_WAIT: Duration = Duration::from_millis(500);
 /// Acks handled before the deliveries they made room for go out. A client
 /// acking a whole prefetch window in one write then gets its next messages
 /// while the rest of its acks are still being read: a pipeline instead of
-/// ping-pong (+30 % on the end-to-end ack rows, for ~15 % more CPU; 16 did
-/// worse, 64 gained nothing; BENCHMARKS.md).
+/// ping-pong: about a quarter more rate on the end-to-end ack rows, for
+/// about a quarter more CPU per message (smaller reads and writes); 16 did
+/// worse, 64 gained little (BENCHMARKS.md, "Acks in slices").
 const ACKS_PER_SLICE: usize = 32;
 
 /// How far one pass over the read buffer got.
