@@ -85,11 +85,29 @@ fn string(s: &str) -> FieldValue {
     FieldValue::LongStr(LongStr::from(s.as_bytes().to_vec()))
 }
 
+/// Benchmarks routing one message through `x`, checking where it went.
+fn bench_route(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: BenchmarkId,
+    x: &Arc<Exchange>,
+    key: &ShortStr,
+    headers: Option<&FieldTable>,
+    expect: usize,
+) {
+    let mut scratch = RouteScratch::default();
+    group.bench_function(id, |b| {
+        b.iter(|| {
+            scratch.queues.clear();
+            x.route(black_box(key), headers, &mut scratch);
+            assert_eq!(scratch.queues.len(), expect);
+        })
+    });
+}
+
 fn route(c: &mut Criterion) {
     let mut group = c.benchmark_group("route");
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(3));
-    let mut scratch = RouteScratch::default();
 
     let direct = exchange(ExchangeKind::Direct);
     for i in 0..100 {
@@ -100,27 +118,22 @@ fn route(c: &mut Criterion) {
             FieldTable::new(),
         );
     }
-    let key = short("key.42");
-    group.bench_function(BenchmarkId::new("direct", 100), |b| {
-        b.iter(|| {
-            scratch.queues.clear();
-            direct.route(black_box(&key), None, &mut scratch);
-            assert_eq!(scratch.queues.len(), 1);
-        })
-    });
+    let id = BenchmarkId::new("direct", 100);
+    bench_route(&mut group, id, &direct, &short("key.42"), None, 1);
 
     let fanout = exchange(ExchangeKind::Fanout);
     for i in 0..10 {
         bind(&fanout, &queue(&format!("q{i}")), "", FieldTable::new());
     }
     let empty = ShortStr::default();
-    group.bench_function(BenchmarkId::new("fanout", 10), |b| {
-        b.iter(|| {
-            scratch.queues.clear();
-            fanout.route(black_box(&empty), None, &mut scratch);
-            assert_eq!(scratch.queues.len(), 10);
-        })
-    });
+    bench_route(
+        &mut group,
+        BenchmarkId::new("fanout", 10),
+        &fanout,
+        &empty,
+        None,
+        10,
+    );
 
     let topic = exchange(ExchangeKind::Topic);
     for i in 0..100 {
@@ -140,13 +153,14 @@ fn route(c: &mut Criterion) {
     // Matches `stock.12.*`? no (4 words); `*.13.nyse.#` yes; `#.region14`? no.
     bind(&topic, &queue("all"), "#", FieldTable::new());
     let key = short("stock.13.nyse.daily");
-    group.bench_function(BenchmarkId::new("topic", 100), |b| {
-        b.iter(|| {
-            scratch.queues.clear();
-            topic.route(black_box(&key), None, &mut scratch);
-            assert_eq!(scratch.queues.len(), 2);
-        })
-    });
+    bench_route(
+        &mut group,
+        BenchmarkId::new("topic", 100),
+        &topic,
+        &key,
+        None,
+        2,
+    );
 
     let headers = exchange(ExchangeKind::Headers);
     for i in 0..10 {
@@ -163,13 +177,8 @@ fn route(c: &mut Criterion) {
         (short("lang"), string("en")),
         (short("size"), FieldValue::I64(1024)),
     ]);
-    group.bench_function(BenchmarkId::new("headers", 10), |b| {
-        b.iter(|| {
-            scratch.queues.clear();
-            headers.route(black_box(&empty), Some(&message_headers), &mut scratch);
-            assert_eq!(scratch.queues.len(), 1);
-        })
-    });
+    let id = BenchmarkId::new("headers", 10);
+    bench_route(&mut group, id, &headers, &empty, Some(&message_headers), 1);
     group.finish();
 }
 

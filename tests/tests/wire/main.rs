@@ -36,6 +36,34 @@ fn publish(queue: &str) -> Method {
     })
 }
 
+fn consume(queue: &str, no_ack: bool) -> Method {
+    Method::BasicConsume(BasicConsume {
+        queue: ShortStr::try_from(queue).unwrap(),
+        consumer_tag: ShortStr::default(),
+        no_local: false,
+        no_ack,
+        exclusive: false,
+        no_wait: false,
+        arguments: FieldTable::default(),
+    })
+}
+
+/// How many messages `queue` holds, by a passive declare on `channel`.
+async fn message_count(c: &mut RawClient, channel: u16, queue: &str) -> u32 {
+    let Method::QueueDeclare(d) = declare(queue) else {
+        unreachable!()
+    };
+    c.send(
+        channel,
+        Method::QueueDeclare(QueueDeclare { passive: true, ..d }),
+    )
+    .await;
+    let Method::QueueDeclareOk(ok) = c.method().await else {
+        panic!("expected declare-ok")
+    };
+    ok.message_count
+}
+
 #[tokio::test]
 async fn wrong_protocol_header_gets_ours_back_and_a_close() {
     let b = start().await;
@@ -397,19 +425,7 @@ async fn a_client_that_stops_reading_does_not_make_the_broker_buffer_everything(
     slow.open_channel(1).await;
     slow.send(1, declare(&q)).await;
     slow.method().await;
-    slow.send(
-        1,
-        Method::BasicConsume(BasicConsume {
-            queue: ShortStr::try_from(q.as_str()).unwrap(),
-            consumer_tag: ShortStr::default(),
-            no_local: false,
-            no_ack: true,
-            exclusive: false,
-            no_wait: false,
-            arguments: FieldTable::default(),
-        }),
-    )
-    .await;
+    slow.send(1, consume(&q, true)).await;
     slow.method().await;
     // Publish 64 MiB in 64 KiB messages.
     let mut p = RawClient::open(b.addr).await;
@@ -432,25 +448,8 @@ async fn a_client_that_stops_reading_does_not_make_the_broker_buffer_everything(
     }
     // Most messages must still wait in the queue rather than in the slow
     // client's outbox: the broker stopped delivering once it was full.
-    p.send(
-        1,
-        Method::QueueDeclare(QueueDeclare {
-            passive: true,
-            ..match declare(&q) {
-                Method::QueueDeclare(d) => d,
-                _ => unreachable!(),
-            }
-        }),
-    )
-    .await;
-    let Method::QueueDeclareOk(ok) = p.method().await else {
-        panic!("expected declare-ok")
-    };
-    assert!(
-        ok.message_count > 512,
-        "only {} of 1024 messages still queued",
-        ok.message_count
-    );
+    let count = message_count(&mut p, 1, &q).await;
+    assert!(count > 512, "only {} of 1024 messages still queued", count);
 }
 
 /// The memory alarm blocks a publishing connection in the broker itself,
@@ -566,19 +565,7 @@ async fn a_window_of_acks_in_one_write_is_handled_whole_and_in_order() {
     )
     .await;
     c.method().await;
-    c.send(
-        1,
-        Method::BasicConsume(BasicConsume {
-            queue: ShortStr::try_from(q.as_str()).unwrap(),
-            consumer_tag: ShortStr::default(),
-            no_local: false,
-            no_ack: false,
-            exclusive: false,
-            no_wait: false,
-            arguments: FieldTable::default(),
-        }),
-    )
-    .await;
+    c.send(1, consume(&q, false)).await;
     let Method::BasicConsumeOk(_) = c.method().await else {
         panic!("expected consume-ok")
     };
@@ -640,19 +627,9 @@ async fn a_window_of_acks_in_one_write_is_handled_whole_and_in_order() {
         }
     }
     c.open_channel(2).await;
-    c.send(
-        2,
-        Method::QueueDeclare(QueueDeclare {
-            passive: true,
-            ..match declare(&q) {
-                Method::QueueDeclare(d) => d,
-                _ => unreachable!(),
-            }
-        }),
-    )
-    .await;
-    let Method::QueueDeclareOk(ok) = c.method().await else {
-        panic!("expected declare-ok")
-    };
-    assert_eq!(ok.message_count, 0, "every ack was handled");
+    assert_eq!(
+        message_count(&mut c, 2, &q).await,
+        0,
+        "every ack was handled"
+    );
 }
