@@ -36,6 +36,13 @@ fn publish(queue: &str) -> Method {
     })
 }
 
+/// Appends a whole basic.publish of `body` to `queue` (method, header, body).
+fn put_message(out: &mut BytesMut, queue: &str, body: &[u8]) {
+    encode_method_frame(out, 1, &publish(queue));
+    encode_header_frame(out, 1, 60, body.len() as u64, &BasicProperties::default());
+    encode_body_frames(out, 1, body, 131_072);
+}
+
 fn consume(queue: &str, no_ack: bool) -> Method {
     Method::BasicConsume(BasicConsume {
         queue: ShortStr::try_from(queue).unwrap(),
@@ -391,9 +398,7 @@ async fn message_over_max_size_is_precondition_failed() {
     c.send(1, declare(&q)).await;
     c.method().await;
     let mut out = BytesMut::new();
-    encode_method_frame(&mut out, 1, &publish(&q));
-    encode_header_frame(&mut out, 1, 60, 1001, &BasicProperties::default());
-    encode_body_frames(&mut out, 1, &[0u8; 1001], 131_072);
+    put_message(&mut out, &q, &[0u8; 1001]);
     c.write(&out).await;
     let text = c.expect_channel_close(1, 406).await;
     assert!(text.contains("larger than configured max size"), "{text}");
@@ -434,15 +439,7 @@ async fn a_client_that_stops_reading_does_not_make_the_broker_buffer_everything(
     for _ in 0..16 {
         let mut out = BytesMut::new();
         for _ in 0..64 {
-            encode_method_frame(&mut out, 1, &publish(&q));
-            encode_header_frame(
-                &mut out,
-                1,
-                60,
-                body.len() as u64,
-                &BasicProperties::default(),
-            );
-            encode_body_frames(&mut out, 1, &body, 131_072);
+            put_message(&mut out, &q, &body);
         }
         p.write(&out).await;
     }
@@ -483,15 +480,7 @@ async fn under_the_memory_alarm_a_publisher_is_not_read() {
         .unwrap();
     let message = |body: &[u8]| {
         let mut out = BytesMut::new();
-        encode_method_frame(&mut out, 1, &publish(&q));
-        encode_header_frame(
-            &mut out,
-            1,
-            60,
-            body.len() as u64,
-            &BasicProperties::default(),
-        );
-        encode_body_frames(&mut out, 1, body, 131_072);
+        put_message(&mut out, &q, body);
         out
     };
     const WAIT: Duration = Duration::from_secs(10);
@@ -550,9 +539,7 @@ async fn a_window_of_acks_in_one_write_is_handled_whole_and_in_order() {
     c.method().await;
     let mut out = BytesMut::new();
     for _ in 0..300 {
-        encode_method_frame(&mut out, 1, &publish(&q));
-        encode_header_frame(&mut out, 1, 60, 4, &BasicProperties::default());
-        encode_body_frames(&mut out, 1, b"body", 131_072);
+        put_message(&mut out, &q, b"body");
     }
     c.write(&out).await;
     c.send(
