@@ -4,21 +4,13 @@
 //! durable queues and exchanges; removed bindings. And a fan-out copy keeps
 //! its shared body alive after the other copy is acked, across restarts.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, Connection, ExchangeKind};
-use warren::{Broker, BrokerConfig};
 
-use super::{close, declare, open_with, persistent, temp_dir};
-
-async fn open(dir: &Path) -> (Broker, Connection, Channel) {
-    let mut config = BrokerConfig::default();
-    config.storage.data_dir = Some(dir.to_path_buf());
-    open_with(config).await
-}
+use super::{close, declare, open, persistent, temp_dir};
 
 async fn publish(ch: &Channel, exchange: &str, key: &str, body: &str) {
     let c = ch

@@ -24,10 +24,15 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-async fn start(dir: &Path) -> (Broker, String) {
+/// A default configuration on the data directory `dir`.
+fn dir_config(dir: &Path) -> BrokerConfig {
     let mut config = BrokerConfig::default();
     config.storage.data_dir = Some(dir.to_path_buf());
-    listen_with(config).await
+    config
+}
+
+async fn start(dir: &Path) -> (Broker, String) {
+    listen_with(dir_config(dir)).await
 }
 
 /// A broker on `config`, listening; and its URL.
@@ -51,6 +56,12 @@ async fn open_with(config: BrokerConfig) -> (Broker, Connection, lapin::Channel)
     (broker, conn, ch)
 }
 
+/// A broker on the data directory `dir`, with a lapin connection and a
+/// channel in confirm mode.
+async fn open(dir: &Path) -> (Broker, Connection, lapin::Channel) {
+    open_with(dir_config(dir)).await
+}
+
 /// Declares a durable queue.
 async fn declare(ch: &lapin::Channel, name: &str, args: FieldTable) {
     let durable = QueueDeclareOptions {
@@ -72,14 +83,7 @@ fn persistent() -> BasicProperties {
 #[tokio::test]
 async fn durable_things_and_persistent_messages_survive_a_restart() {
     let dir = temp_dir("restart");
-    let (broker, url) = start(&dir).await;
-    let conn = Connection::connect(&url, ConnectionProperties::default())
-        .await
-        .unwrap();
-    let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .unwrap();
+    let (broker, conn, ch) = open(&dir).await;
     let durable = QueueDeclareOptions {
         durable: true,
         ..Default::default()
@@ -183,8 +187,7 @@ async fn durable_things_and_persistent_messages_survive_a_restart() {
     .await
     .unwrap();
     drop(ch);
-    let _ = conn.close(200, "bye".into()).await;
-    broker.shutdown().await;
+    close(broker, conn).await;
 
     let (broker, url) = start(&dir).await;
     let conn = Connection::connect(&url, ConnectionProperties::default())

@@ -13,14 +13,13 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use warren::{Broker, BrokerConfig};
 
-use super::{close, declare, open_with, temp_dir, WAIT};
+use super::{close, declare, dir_config, open_with, temp_dir, WAIT};
 
 /// Ready messages a queue keeps in memory in these tests.
 const IN_MEMORY: usize = 4;
 
 fn config(dir: &Path) -> BrokerConfig {
-    let mut config = BrokerConfig::default();
-    config.storage.data_dir = Some(dir.to_path_buf());
+    let mut config = dir_config(dir);
     config.storage.queue_in_memory = IN_MEMORY;
     config
 }
