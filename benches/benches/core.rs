@@ -208,9 +208,9 @@ fn consumer(q: &Arc<Queue>, no_ack: bool) -> (Arc<ConnectionLink>, Arc<ChannelLi
 
 /// Takes what the consumer was sent, as the connection's writer does.
 fn drain(conn: &ConnectionLink, batch: &mut VecDeque<warren::core::outbox::Outbound>) -> usize {
-    conn.outbox.drain_into(batch);
+    let cost = conn.outbox.drain_into(batch);
     let n = batch.len();
-    conn.outbox.written(Outbox::cost_of(batch));
+    conn.outbox.written(cost);
     batch.clear();
     n
 }

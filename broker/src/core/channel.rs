@@ -899,7 +899,7 @@ impl Channel {
         }
         let done = match &ctx.vhost.store {
             Some(store) if msg.is_persistent() => persist_and_push(store, &msg, queues)?,
-            _ => push_all(&msg, queues),
+            _ => push_all_later(&msg, queues, ctx),
         };
         self.scratch.queues.clear();
         let (lsn, routed) = (done.lsn, done.routed);
@@ -1075,6 +1075,22 @@ pub(crate) fn push_all(msg: &Arc<Message>, queues: &[Arc<Queue>]) -> Enqueued {
     let mut out = Enqueued::default();
     for q in queues {
         out.note(q.push(msg.clone(), None));
+    }
+    out
+}
+
+/// [`push_all`] for a publish read off a connection: the queues that left
+/// their deliveries for the end of the batch of frames dispatch at the
+/// next [`Session::flush`](super::session::Session::flush)
+/// ([`Queue::push_deferred`]).
+fn push_all_later(msg: &Arc<Message>, queues: &[Arc<Queue>], ctx: &mut SessionCtx) -> Enqueued {
+    let mut out = Enqueued::default();
+    for q in queues {
+        let (outcome, later) = q.push_deferred(msg.clone());
+        out.note(outcome);
+        if later {
+            ctx.dispatch_later(q);
+        }
     }
     out
 }

@@ -76,6 +76,9 @@ impl Outbound {
 #[derive(Default)]
 struct Inner {
     items: VecDeque<Outbound>,
+    /// What `items` cost: handed to the writer with them.
+    queued: usize,
+    /// What was queued and is not written yet (`queued` included).
     bytes: usize,
     closed: bool,
     /// Queues that stopped delivering because this outbox was full.
@@ -115,7 +118,9 @@ impl Outbox {
         if inner.closed {
             return false;
         }
-        inner.bytes += item.cost();
+        let cost = item.cost();
+        inner.queued += cost;
+        inner.bytes += cost;
         self.bytes.store(inner.bytes, Ordering::Relaxed);
         inner.items.push_back(item);
         true
@@ -137,7 +142,9 @@ impl Outbox {
             return false;
         }
         for item in items {
-            inner.bytes += item.cost();
+            let cost = item.cost();
+            inner.queued += cost;
+            inner.bytes += cost;
             inner.items.push_back(item);
         }
         self.bytes.store(inner.bytes, Ordering::Relaxed);
@@ -170,10 +177,12 @@ impl Outbox {
         true
     }
 
-    /// Moves everything queued into `batch` (which the caller reuses).
-    pub fn drain_into(&self, batch: &mut VecDeque<Outbound>) {
+    /// Moves everything queued into `batch` (which the caller reuses);
+    /// returns what it costs, for [`Outbox::written`] once it is sent.
+    pub fn drain_into(&self, batch: &mut VecDeque<Outbound>) -> usize {
         let mut inner = self.inner.lock();
         std::mem::swap(&mut inner.items, batch);
+        std::mem::take(&mut inner.queued)
     }
 
     /// Called by the writer once a drained batch is written: frees the
@@ -192,10 +201,6 @@ impl Outbox {
         for q in waiting.into_iter().filter_map(|w| w.upgrade()) {
             q.dispatch();
         }
-    }
-
-    pub fn cost_of(items: &VecDeque<Outbound>) -> usize {
-        items.iter().map(Outbound::cost).sum()
     }
 
     /// Waits until something is pushed (or the outbox is closed).

@@ -527,6 +527,35 @@ impl Queue {
         outcome
     }
 
+    /// [`Queue::push`] for a publish read off a connection. A standard
+    /// queue leaves the delivery to its consumers for the end of the batch
+    /// of frames, so a run of publishes reaches a consumer in one run, with
+    /// one lock of its channel and outbox. `true` in the answer: the caller
+    /// must have the queue dispatch then ([`SessionCtx::dispatch_later`]).
+    /// Where waiting would change the outcome (a TTL of 0 is now or never; a
+    /// length limit drops or refuses what a consumer could have taken) and
+    /// for FIFO queues, which dispatch only when a consumer starves, the
+    /// push dispatches at once as [`Queue::push`] does.
+    ///
+    /// [`SessionCtx::dispatch_later`]: super::session::SessionCtx::dispatch_later
+    pub fn push_deferred(&self, msg: Arc<Message>) -> (PushOutcome, bool) {
+        let incoming = self.incoming(&msg);
+        let now = incoming.expires_at.is_some()
+            || incoming.group.is_some()
+            || self.args.max_length.is_some()
+            || self.args.max_length_bytes.is_some();
+        let _wakes = DeferWakes::open();
+        let (outcome, later, dead) = {
+            let mut st = self.state.lock();
+            let outcome = self.push_locked(&mut st, msg, None, incoming, now);
+            self.note_flow(&st);
+            let later = !now && !st.consumers.is_empty();
+            (outcome, later, std::mem::take(&mut st.dead))
+        };
+        self.dead_letter(dead);
+        (outcome, later)
+    }
+
     /// What a publish needs to know of a message, found before taking the
     /// queue's lock.
     fn incoming(&self, msg: &Message) -> Incoming {

@@ -20,7 +20,7 @@ use warren_protocol::{Method, ReplyCode, ShortStr};
 use super::connection::ConnInner;
 use super::consumer::{ConfirmOutcome, ConsumerShared, Delivery, Returned};
 use crate::core::link::ConnectionLink;
-use crate::core::outbox::{Outbound, Outbox};
+use crate::core::outbox::Outbound;
 use crate::error::AmqpError;
 
 /// What an RPC gets back.
@@ -167,7 +167,7 @@ pub(crate) async fn run(
     let mut shutting_down = false;
     let mut just_routed = false;
     loop {
-        link.outbox.drain_into(&mut batch);
+        let total = link.outbox.drain_into(&mut batch);
         if batch.is_empty() {
             if link.outbox.is_closed() {
                 break;
@@ -195,7 +195,6 @@ pub(crate) async fn run(
             continue;
         }
         just_routed = true;
-        let total = Outbox::cost_of(&batch);
         let handed = route_batch(&mut batch, &routes, &conn, &mut staging);
         link.outbox.written(total.saturating_sub(handed));
     }

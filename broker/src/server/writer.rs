@@ -13,7 +13,7 @@ use warren_protocol::{
 
 use crate::core::link::ConnectionLink;
 use crate::core::message::{Message, MessageProperties};
-use crate::core::outbox::{Outbound, Outbox};
+use crate::core::outbox::Outbound;
 
 /// Writes everything pushed to the connection's outbox until it is closed
 /// and drained. Sends a heartbeat when nothing else went out for `heartbeat`.
@@ -28,7 +28,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
     let mut batch = VecDeque::new();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     loop {
-        link.outbox.drain_into(&mut batch);
+        let cost = link.outbox.drain_into(&mut batch);
         if batch.is_empty() {
             if link.outbox.is_closed() {
                 break;
@@ -46,7 +46,6 @@ pub async fn run<W: AsyncWrite + Unpin>(
             }
             continue;
         }
-        let cost = Outbox::cost_of(&batch);
         encode_batch(&mut batch, &mut buf, frame_max);
         socket.write_all(&buf).await?;
         buf.clear();
