@@ -529,6 +529,50 @@ async fn under_the_memory_alarm_a_publisher_is_not_read() {
 /// and warren-load do) has every ack handled, though the broker handles
 /// them in slices and sends deliveries between slices; a method after the
 /// acks in the same write comes after all of them.
+/// Publishes read in one batch are delivered together at the end of it;
+/// a message with a TTL of 0 among them must still go out at once (now or
+/// never), not wait for the batch and expire.
+#[tokio::test]
+async fn a_batch_of_publishes_reaches_a_consumer_whole_and_in_order() {
+    let b = start().await;
+    let q = unique("batch");
+    let mut c = RawClient::open(b.addr).await;
+    c.open_channel(1).await;
+    c.send(1, declare(&q)).await;
+    c.method().await;
+    c.send(1, consume(&q, true)).await;
+    let Method::BasicConsumeOk(_) = c.method().await else {
+        panic!("expected consume-ok")
+    };
+    let mut out = BytesMut::new();
+    for i in 0..200u32 {
+        let body = i.to_be_bytes();
+        if i == 100 {
+            let now_or_never = BasicProperties {
+                expiration: Some(ShortStr::from_static("0")),
+                ..BasicProperties::default()
+            };
+            encode_method_frame(&mut out, 1, &publish(&q));
+            encode_header_frame(&mut out, 1, 60, body.len() as u64, &now_or_never);
+            encode_body_frames(&mut out, 1, &body, 131_072);
+        } else {
+            put_message(&mut out, &q, &body);
+        }
+    }
+    c.write(&out).await;
+    let mut bodies = Vec::new();
+    while bodies.len() < 200 {
+        match c.frame().await {
+            Some(Frame::Body { payload, .. }) => bodies.push(u32::from_be_bytes(
+                payload.as_ref().try_into().expect("a 4-byte body"),
+            )),
+            Some(_) => {}
+            None => panic!("connection closed after {} deliveries", bodies.len()),
+        }
+    }
+    assert_eq!(bodies, (0..200).collect::<Vec<u32>>());
+}
+
 #[tokio::test]
 async fn a_window_of_acks_in_one_write_is_handled_whole_and_in_order() {
     let b = start().await;
