@@ -2,7 +2,7 @@
 //! the frames it receives. No sockets here: the TCP connection feeds frames
 //! in, and everything for the client comes out through the outbox.
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::Arc;
 
 use warren_protocol::{BasicPublish, ChannelClose, Frame, Method};
@@ -27,18 +27,47 @@ pub struct SessionCtx {
     /// Queues this connection published to that are falling behind their
     /// consumers; the connection stops reading until they catch up.
     pub congested: Vec<Arc<Queue>>,
-    /// Queues whose consumers got credit back (acks, rejects) since the
-    /// last [`Session::flush`]: each delivers once for a whole batch of
-    /// acks instead of taking its lock once per ack.
-    pub redispatch: Vec<Arc<Queue>>,
+    /// Queues that got messages, or whose consumers got credit back (acks,
+    /// rejects), since the last [`Session::flush`]: each delivers once for a
+    /// whole batch of frames instead of once per publish or ack.
+    pub redispatch: Redispatch,
 }
 
 impl SessionCtx {
     /// Has `queue` deliver at the next [`Session::flush`].
     pub fn dispatch_later(&mut self, queue: &Arc<Queue>) {
-        if !self.redispatch.iter().any(|q| Arc::ptr_eq(q, queue)) {
-            self.redispatch.push(queue.clone());
+        self.redispatch.add(queue);
+    }
+}
+
+/// The queues to dispatch at the next flush, each once.
+#[derive(Default)]
+pub struct Redispatch {
+    queues: Vec<Arc<Queue>>,
+    /// The addresses of `queues` once there are too many to scan: a publish
+    /// fanned out to many queues adds each of them for every message.
+    seen: FxHashSet<usize>,
+}
+
+impl Redispatch {
+    /// Up to this many, a scan costs less than hashing.
+    const SCAN: usize = 64;
+
+    fn add(&mut self, queue: &Arc<Queue>) {
+        let addr = |q: &Arc<Queue>| Arc::as_ptr(q) as usize;
+        if self.queues.len() < Self::SCAN {
+            if self.queues.iter().any(|q| Arc::ptr_eq(q, queue)) {
+                return;
+            }
+        } else {
+            if self.seen.is_empty() {
+                self.seen.extend(self.queues.iter().map(addr));
+            }
+            if !self.seen.insert(addr(queue)) {
+                return;
+            }
         }
+        self.queues.push(queue.clone());
     }
 }
 
@@ -98,11 +127,12 @@ impl Session {
     pub fn flush(&mut self) {
         // Drained rather than taken, so the list keeps its buffer: an
         // in-process ack is a batch of its own.
-        let mut queues = std::mem::take(&mut self.ctx.redispatch);
+        let mut queues = std::mem::take(&mut self.ctx.redispatch.queues);
+        self.ctx.redispatch.seen.clear();
         for queue in queues.drain(..) {
             queue.dispatch();
         }
-        self.ctx.redispatch = queues;
+        self.ctx.redispatch.queues = queues;
     }
 
     /// Handles one frame. An `Err` is a connection-level exception: the
@@ -313,6 +343,50 @@ impl Session {
         }
         for queue in std::mem::take(&mut self.ctx.exclusive_queues) {
             self.ctx.vhost.delete_queue(&queue);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Weak;
+
+    use warren_protocol::{FieldTable, ShortStr};
+
+    use super::*;
+    use crate::core::queue::QueueOptions;
+    use crate::core::queue_args::QueueArgs;
+
+    fn queue() -> Arc<Queue> {
+        Queue::new(
+            ShortStr::from_static("q"),
+            "/".to_string(),
+            QueueOptions {
+                durable: false,
+                exclusive_owner: None,
+                auto_delete: false,
+                arguments: FieldTable::new(),
+            },
+            QueueArgs::default(),
+            None,
+            None,
+            Weak::new(),
+        )
+    }
+
+    #[test]
+    fn a_queue_is_dispatched_once_however_often_it_is_added() {
+        let queues: Vec<_> = (0..3 * Redispatch::SCAN).map(|_| queue()).collect();
+        let mut later = Redispatch::default();
+        // As a publish fanned out to all of them, three times over.
+        for _ in 0..3 {
+            for q in &queues {
+                later.add(q);
+            }
+        }
+        assert_eq!(later.queues.len(), queues.len());
+        for (added, q) in later.queues.iter().zip(&queues) {
+            assert!(Arc::ptr_eq(added, q));
         }
     }
 }

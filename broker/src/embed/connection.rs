@@ -192,7 +192,7 @@ impl Broker {
             max_message_size: limits.max_message_size,
             user: None,
             congested: Vec::new(),
-            redispatch: Vec::new(),
+            redispatch: Default::default(),
         };
         let session = Session::new(ctx, limits.channel_max);
         let routes = Arc::new(Mutex::new(Routes::default()));

@@ -77,7 +77,7 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
         max_message_size: shared.config.limits.max_message_size,
         user: Some(negotiated.user.clone()),
         congested: Vec::new(),
-        redispatch: Vec::new(),
+        redispatch: Default::default(),
     };
     let mut session = Session::new(ctx, negotiated.channel_max);
 
