@@ -28,7 +28,7 @@ use warren_persistence::RecordId;
 /// position ([`Entry::persisted`]) and what routing within the queue needs,
 /// and reads it back when it leaves (design: "Where messages live"). Under
 /// memory pressure a transient message behind a long backlog is written
-/// out to the log ([`records::PAGE`]) the same way.
+/// out to the log (`records::PAGE`) the same way.
 #[derive(Debug, Clone)]
 pub enum Held {
     Memory(Arc<Message>),
