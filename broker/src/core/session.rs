@@ -53,7 +53,16 @@ impl Redispatch {
     /// Up to this many, a scan costs less than hashing.
     const SCAN: usize = 64;
 
+    #[inline]
     fn add(&mut self, queue: &Arc<Queue>) {
+        // The usual case: the queue the last publish or ack went to.
+        if self.queues.last().is_some_and(|q| Arc::ptr_eq(q, queue)) {
+            return;
+        }
+        self.add_new(queue);
+    }
+
+    fn add_new(&mut self, queue: &Arc<Queue>) {
         let addr = |q: &Arc<Queue>| Arc::as_ptr(q) as usize;
         if self.queues.len() < Self::SCAN {
             if self.queues.iter().any(|q| Arc::ptr_eq(q, queue)) {

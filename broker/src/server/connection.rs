@@ -111,6 +111,14 @@ pub async fn serve(shared: Arc<BrokerShared>, mut socket: TcpStream, peer: Socke
                             method: Method::BasicAck(_),
                             ..
                         } => (false, true),
+                        Frame::Method { .. } => {
+                            // Deliveries that publishes earlier in the batch
+                            // left for later go out before any other method
+                            // can look at their queues (a purge, a delete,
+                            // a get), as if the frames had come one by one.
+                            session.flush();
+                            (false, false)
+                        }
                         _ => (false, false),
                     };
                     published |= is_publish;

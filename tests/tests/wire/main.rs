@@ -529,6 +529,50 @@ async fn under_the_memory_alarm_a_publisher_is_not_read() {
 /// and warren-load do) has every ack handled, though the broker handles
 /// them in slices and sends deliveries between slices; a method after the
 /// acks in the same write comes after all of them.
+/// A publish and a purge of its queue in one write: the queue's consumer
+/// (on another connection, with room) gets the message before the purge
+/// runs, as if they had come in separate reads.
+#[tokio::test]
+async fn a_purge_after_a_publish_in_the_same_write_leaves_the_consumer_its_message() {
+    let b = start().await;
+    let q = unique("purge-batch");
+    let mut consumer = RawClient::open(b.addr).await;
+    consumer.open_channel(1).await;
+    consumer.send(1, declare(&q)).await;
+    consumer.method().await;
+    consumer.send(1, consume(&q, true)).await;
+    let Method::BasicConsumeOk(_) = consumer.method().await else {
+        panic!("expected consume-ok")
+    };
+    let mut publisher = RawClient::open(b.addr).await;
+    publisher.open_channel(1).await;
+    let mut out = BytesMut::new();
+    put_message(&mut out, &q, b"kept");
+    encode_method_frame(
+        &mut out,
+        1,
+        &Method::QueuePurge(warren_protocol::QueuePurge {
+            queue: ShortStr::try_from(q.as_str()).unwrap(),
+            no_wait: false,
+        }),
+    );
+    publisher.write(&out).await;
+    let Method::QueuePurgeOk(ok) = publisher.method().await else {
+        panic!("expected purge-ok")
+    };
+    assert_eq!(ok.message_count, 0, "the purge took the consumer's message");
+    loop {
+        match consumer.frame().await {
+            Some(Frame::Body { payload, .. }) => {
+                assert_eq!(payload.as_ref(), b"kept");
+                break;
+            }
+            Some(_) => {}
+            None => panic!("connection closed"),
+        }
+    }
+}
+
 /// Publishes read in one batch are delivered together at the end of it;
 /// a message with a TTL of 0 among them must still go out at once (now or
 /// never), not wait for the batch and expire.
